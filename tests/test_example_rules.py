@@ -17,6 +17,7 @@ import mlbuild
 import msgspec
 import numpy as np
 import pytest
+from mlbuild.rules import artifacts
 
 torch = pytest.importorskip("torch", reason="the ResNet example needs torch")
 pytest.importorskip("sklearn", reason="the ResNet example needs scikit-learn")
@@ -49,14 +50,11 @@ def ws():
         torch.use_deterministic_algorithms(deterministic)
 
 
-def frozen(value: dict) -> dict:
-    """Read-only copies, like the arrays an engine decodes from the cache."""
-    out = {}
-    for key, array in value.items():
-        array = np.array(array)
-        array.setflags(write=False)
-        out[key] = array
-    return out
+def cached(value: dict) -> dict:
+    """``value`` as a downstream step receives it: encoded as the engine stores it, then decoded."""
+    codec, data = artifacts.encode(value)
+    assert codec == "msgpack", "a dict of arrays and plain data is stored as msgpack, not pickled"
+    return artifacts.decode(codec, data, dict)
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +68,14 @@ def digits(ws):
 def split(ws, digits):
     from data.split import SplitConfig, split
 
-    return split(frozen(digits), SplitConfig())
+    return split(cached(digits), SplitConfig())
 
 
 @pytest.fixture(scope="module")
 def normalized(ws, split):
     from features.normalize import normalize
 
-    return normalize(frozen(split))
+    return normalize(cached(split))
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +84,14 @@ def trained(ws, normalized, tmp_path_factory):
     from models.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("resnet")
-    return train(frozen(normalized), TrainConfig(), out), out
+    return train(cached(normalized), TrainConfig(), out), out
 
 
 @pytest.fixture(scope="module")
 def evaluated(ws, trained, normalized):
     from models.evaluate import evaluate
 
-    return evaluate(trained[1], frozen(normalized))
+    return evaluate(trained[1], cached(normalized))
 
 
 def test_digits_are_nchw_float32_in_unit_range(digits):
@@ -171,8 +169,7 @@ def test_training_writes_the_weights_and_returns_plain_metrics(ws, trained):
     )
     assert metrics["train_loss"][-1] < metrics["train_loss"][0]
     assert metrics["train_accuracy"][-1] > ACCURACY_FLOOR
-    # The metrics are plain data: the engine stores them as msgpack, never pickle.
-    assert msgspec.msgpack.decode(msgspec.msgpack.encode(metrics)) == metrics
+    assert cached(metrics) == metrics
 
 
 def test_evaluation_on_the_test_split(evaluated, normalized):
@@ -184,6 +181,7 @@ def test_evaluation_on_the_test_split(evaluated, normalized):
         matrix.sum(axis=1), np.bincount(normalized["y_test"], minlength=10)
     )
     assert accuracy == np.trace(matrix) / matrix.sum()
+    np.testing.assert_array_equal(cached(evaluated)["confusion_matrix"], matrix)
 
 
 def test_evaluation_of_an_untrained_model_stays_below_the_floor(ws, normalized, tmp_path):
