@@ -1,0 +1,5 @@
+"""`python -m mlbuild`."""
+
+from mlbuild.engine.cli import main
+
+raise SystemExit(main())

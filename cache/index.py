@@ -1,0 +1,158 @@
+"""The LMDB index of the local store: action cache, lineage indexes, stat cache, build records.
+
+One environment, several named databases; every write is one LMDB transaction, so a build
+killed at any moment leaves either the old or the new entry, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import msgspec
+
+from mlbuild.cache.records import ActionResult, BuildRecord
+
+_enc = msgspec.msgpack.Encoder()
+_dec_action = msgspec.msgpack.Decoder(ActionResult)
+_dec_build = msgspec.msgpack.Decoder(BuildRecord)
+_dec_any = msgspec.msgpack.Decoder()
+_TS = struct.Struct("<d")
+
+DBS = ("actions", "producers", "consumers", "atime", "stat", "memo", "builds")
+
+
+class Index:
+    """The LMDB side of the local store. Safe to share between processes."""
+
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.env = lmdb.open(
+            os.fspath(path),
+            map_size=1 << 36,
+            max_dbs=len(DBS) + 1,
+            readahead=False,
+            metasync=False,
+        )
+        self.db = {
+            name: self.env.open_db(name.encode(), dupsort=(name == "consumers")) for name in DBS
+        }
+
+    def close(self) -> None:
+        self.env.close()
+
+    # -- action cache ---------------------------------------------------------------------
+
+    def get_action(self, key: str) -> ActionResult | None:
+        with self.env.begin(db=self.db["actions"]) as txn:
+            raw = txn.get(key.encode())
+        return None if raw is None else _dec_action.decode(raw)
+
+    def get_actions(self, keys: Iterable[str]) -> dict[str, ActionResult]:
+        found: dict[str, ActionResult] = {}
+        with self.env.begin(db=self.db["actions"]) as txn:
+            for key in keys:
+                raw = txn.get(key.encode())
+                if raw is not None:
+                    found[key] = _dec_action.decode(raw)
+        return found
+
+    def put_action(self, result: ActionResult) -> None:
+        key = result.key.encode()
+        with self.env.begin(write=True) as txn:
+            txn.put(key, _enc.encode(result), db=self.db["actions"])
+            txn.put(result.result_digest().encode(), key, db=self.db["producers"])
+            for out in result.outputs:
+                txn.put(out.digest.encode(), key, db=self.db["producers"])
+            for digest in result.key_spec.inputs.values():
+                txn.put(digest.encode(), key, db=self.db["consumers"], dupdata=True)
+            txn.put(key, _TS.pack(time.time()), db=self.db["atime"])
+
+    def delete_action(self, key: str) -> None:
+        with self.env.begin(write=True) as txn:
+            txn.delete(key.encode(), db=self.db["actions"])
+            txn.delete(key.encode(), db=self.db["atime"])
+
+    def touch(self, keys: Iterable[str]) -> None:
+        now = _TS.pack(time.time())
+        with self.env.begin(write=True, db=self.db["atime"]) as txn:
+            for key in keys:
+                txn.put(key.encode(), now)
+
+    def last_used(self) -> dict[str, float]:
+        with self.env.begin(db=self.db["atime"]) as txn:
+            return {k.decode(): _TS.unpack(v)[0] for k, v in txn.cursor()}
+
+    def iter_actions(self) -> Iterator[ActionResult]:
+        with self.env.begin(db=self.db["actions"]) as txn:
+            for _, raw in txn.cursor():
+                yield _dec_action.decode(raw)
+
+    def producer_of(self, digest: str) -> str | None:
+        """The action key whose output (or whole result) has this digest."""
+        with self.env.begin(db=self.db["producers"]) as txn:
+            raw = txn.get(digest.encode())
+        return None if raw is None else raw.decode()
+
+    def consumers_of(self, digest: str) -> list[str]:
+        """The action keys that took this digest as an input."""
+        with self.env.begin(db=self.db["consumers"]) as txn:
+            cur = txn.cursor()
+            if not cur.set_key(digest.encode()):
+                return []
+            return [v.decode() for v in cur.iternext_dup()]
+
+    # -- small memo tables (stat cache, code digests) --------------------------------------
+
+    def memo_get(self, table: str, key: str) -> Any:
+        with self.env.begin(db=self.db[table]) as txn:
+            raw = txn.get(key.encode())
+        return None if raw is None else _dec_any.decode(raw)
+
+    def memo_get_many(self, table: str, keys: Iterable[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with self.env.begin(db=self.db[table]) as txn:
+            for key in keys:
+                raw = txn.get(key.encode())
+                if raw is not None:
+                    out[key] = _dec_any.decode(raw)
+        return out
+
+    def memo_put_many(self, table: str, items: dict[str, Any]) -> None:
+        if not items:
+            return
+        with self.env.begin(write=True, db=self.db[table]) as txn:
+            for key, value in items.items():
+                txn.put(key.encode(), _enc.encode(value))
+
+    # -- build records ---------------------------------------------------------------------
+
+    def put_build(self, record: BuildRecord) -> None:
+        with self.env.begin(write=True, db=self.db["builds"]) as txn:
+            txn.put(record.id.encode(), _enc.encode(record))
+
+    def get_build(self, build_id: str) -> BuildRecord | None:
+        with self.env.begin(db=self.db["builds"]) as txn:
+            raw = txn.get(build_id.encode())
+            if raw is None:
+                # A unique prefix of an id names that build, as with git commits.
+                cur = txn.cursor()
+                matches = []
+                if cur.set_range(build_id.encode()):
+                    for k, v in cur:
+                        if not k.startswith(build_id.encode()):
+                            break
+                        matches.append(v)
+                raw = matches[0] if len(matches) == 1 else None
+        return None if raw is None else _dec_build.decode(raw)
+
+    def list_builds(self) -> list[BuildRecord]:
+        """All recorded builds, newest first (ids sort by start time)."""
+        with self.env.begin(db=self.db["builds"]) as txn:
+            records = [_dec_build.decode(v) for _, v in txn.cursor()]
+        return sorted(records, key=lambda r: r.started, reverse=True)

@@ -1,0 +1,120 @@
+"""Every record mlbuild stores or sends, as msgspec Structs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+KEY_SCHEMA = 1
+
+Codec = Literal["msgpack", "npy", "safetensors", "tree", "pickle"]
+ActionStatus = Literal["cached", "remote", "executed", "failed", "skipped"]
+
+
+class ArtifactRef(msgspec.Struct, frozen=True):
+    """One output of an action: its name (``value`` or ``files``), digest, encoding and size."""
+
+    name: str
+    digest: str
+    codec: Codec
+    size: int
+
+
+class TreeEntry(msgspec.Struct, frozen=True, array_like=True):
+    """One file of a directory artifact; a tree blob is a sorted list of these."""
+
+    path: str
+    digest: str
+    size: int
+    executable: bool = False
+
+
+class FunctionEntry(msgspec.Struct, frozen=True):
+    """One project function, class or constant covered by a code digest."""
+
+    name: str  # module-qualified, e.g. ``models.train.fit_epochs``
+    file: str  # workspace-relative path
+    source: str  # digest of the normalized source, stored in the CAS
+
+
+class CodeManifest(msgspec.Struct, frozen=True):
+    """What a code digest covers; the code digest is the digest of this record's bytes."""
+
+    rule: str
+    functions: list[FunctionEntry]
+    imports: list[str]  # third-party top-level modules the code reaches
+
+
+class EnvManifest(msgspec.Struct, frozen=True):
+    """What an environment digest covers: an image digest, or Python and package versions."""
+
+    image: str | None = None
+    python: str | None = None
+    packages: dict[str, str] = {}
+
+
+class KeySpec(msgspec.Struct, frozen=True):
+    """Everything an action key is computed from; ``key = digest(canonical(KeySpec))``."""
+
+    schema: int
+    rule: str
+    code: str
+    inputs: dict[str, str]
+    config: Any
+    env: str
+
+
+class ActionResult(msgspec.Struct):
+    """What the action cache holds under an action key."""
+
+    key: str
+    label: str
+    rule: str
+    outputs: list[ArtifactRef]
+    key_spec: KeySpec
+    log_digest: str | None = None
+    started: float = 0.0
+    finished: float = 0.0
+    host: str = ""
+    executor: str = "local"
+    pickled: bool = False
+
+    def result_digest(self) -> str:
+        """The digest a downstream action sees for this whole result."""
+        from mlbuild.cache.digest import digest_value
+
+        return digest_value([[o.name, o.digest] for o in sorted(self.outputs, key=lambda o: o.name)])
+
+    def output(self, name: str) -> ArtifactRef | None:
+        return next((o for o in self.outputs if o.name == name), None)
+
+
+class BuildAction(msgspec.Struct):
+    """One action of a recorded build."""
+
+    label: str
+    key: str | None
+    status: ActionStatus
+    seconds: float = 0.0
+    error: str | None = None
+    log_digest: str | None = None
+
+
+class BuildRecord(msgspec.Struct):
+    """One invocation of a build: who, when, where, what, and each action's fate."""
+
+    id: str
+    started: float
+    finished: float | None
+    status: Literal["running", "succeeded", "failed", "interrupted"]
+    user: str
+    host: str
+    workspace: str
+    argv: list[str]
+    targets: list[str]
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    executor: str = "local"
+    actions: list[BuildAction] = []
+    overrides: dict[str, Any] = {}

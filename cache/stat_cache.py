@@ -1,0 +1,52 @@
+"""Content digests of source files, re-read only when (size, mtime, inode) changed."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import time
+from pathlib import Path
+
+from mlbuild.cache.digest import digest_file, digest_value
+from mlbuild.cache.index import Index
+
+# A file modified this recently could change again within the same mtime tick without its
+# stat changing ("racy git"); such files are hashed but their digest is not remembered.
+RACY_SECONDS = 2.0
+
+
+class StatCache:
+    """Maps a path to its content digest, trusting an unchanged stat."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self._pending: dict[str, list[object]] = {}
+
+    def digest(self, path: str | os.PathLike[str]) -> str:
+        """Digest of a file, or of a directory as the tree of its files."""
+        p = os.path.abspath(path)
+        st = os.stat(p)
+        if stat_mod.S_ISDIR(st.st_mode):
+            return self._tree_digest(Path(p))
+        sig = [st.st_size, st.st_mtime_ns, st.st_ino]
+        memo = self.index.memo_get("stat", p)
+        if memo is not None and memo[:3] == sig:
+            return str(memo[3])
+        digest, _ = digest_file(p)
+        if time.time() - st.st_mtime_ns / 1e9 > RACY_SECONDS:
+            self._pending[p] = [*sig, digest]
+        return digest
+
+    def _tree_digest(self, root: Path) -> str:
+        entries = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                entries.append([os.path.relpath(full, root), self.digest(full)])
+        return digest_value(sorted(entries))
+
+    def flush(self) -> None:
+        """Remember the digests computed since the last flush (one LMDB transaction)."""
+        self.index.memo_put_many("stat", dict(self._pending))
+        self._pending.clear()

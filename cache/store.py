@@ -1,0 +1,34 @@
+"""The local store: a CAS and its LMDB index under one cache directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlbuild.cache.cas import CAS
+from mlbuild.cache.index import Index
+from mlbuild.cache.stat_cache import StatCache
+
+def default_cache_dir(configured: str | None = None) -> Path:
+    """``MLBUILD_CACHE_DIR``, else the workspace's configured dir, else ``~/.cache/mlbuild``."""
+    env = os.environ.get("MLBUILD_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "mlbuild"
+
+
+class LocalStore:
+    """Blobs (``cas/``) and their index (``index/``) under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.cas = CAS(self.root / "cas")
+        self.index = Index(self.root / "index")
+        self.stat_cache = StatCache(self.index)
+
+    def close(self) -> None:
+        self.index.close()

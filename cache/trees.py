@@ -1,0 +1,74 @@
+"""Directory artifacts: a tree blob lists (path, digest, size, executable) of every file."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from pathlib import Path
+
+import msgspec
+
+from mlbuild.cache.cas import CAS
+from mlbuild.cache.records import TreeEntry
+
+_tree_enc = msgspec.msgpack.Encoder()
+_tree_dec = msgspec.msgpack.Decoder(list[TreeEntry])
+
+
+def put_tree(cas: CAS, directory: str | os.PathLike[str]) -> tuple[str, int]:
+    """Store every regular file under ``directory``; returns the tree's digest and total size."""
+    entries: list[TreeEntry] = []
+    total = 0
+    base = os.fspath(directory)
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            if not stat_mod.S_ISREG(st.st_mode):
+                continue
+            digest, size = cas.put_file(full)
+            total += size
+            entries.append(TreeEntry(Path(os.path.relpath(full, base)).as_posix(), digest, size, bool(st.st_mode & 0o111)))
+    entries.sort(key=lambda e: e.path)
+    return cas.put_bytes(_tree_enc.encode(entries)), total
+
+
+def read_tree(cas: CAS, digest: str) -> list[TreeEntry]:
+    return _tree_dec.decode(cas.get_bytes(digest))
+
+
+def materialize_tree(cas: CAS, digest: str, dest: str | os.PathLike[str]) -> None:
+    """Write the tree's files under ``dest`` as verified copies (never links into the CAS)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in read_tree(cas, digest):
+        target = dest / entry.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        copy_verified(cas, entry.digest, target, entry.executable)
+
+
+def copy_verified(cas: CAS, digest: str, target: Path, executable: bool = False) -> None:
+    """Copy a blob to ``target`` atomically, checking its digest on the way."""
+    import xxhash
+
+    from mlbuild.cache.cas import CorruptBlob, MissingBlob
+    from mlbuild.cache.digest import CHUNK
+
+    src = cas.path(digest)
+    tmp = target.with_name(target.name + ".mlbuild-tmp")
+    h = xxhash.xxh3_128()
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(CHUNK):
+                h.update(chunk)
+                fout.write(chunk)
+    except FileNotFoundError:
+        tmp.unlink(missing_ok=True)
+        raise MissingBlob(digest) from None
+    if h.hexdigest() != digest:
+        tmp.unlink(missing_ok=True)
+        src.unlink(missing_ok=True)
+        raise CorruptBlob(digest, src)
+    os.chmod(tmp, 0o755 if executable else 0o644)
+    os.replace(tmp, target)

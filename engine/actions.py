@@ -1,0 +1,173 @@
+"""Turning targets into actions: code digests (memoized by file stat), environment digests,
+input digests, and the KeySpec and ActionSpec of each target."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from mlbuild.cache.digest import canonical_bytes
+from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec
+from mlbuild.cache.store import LocalStore
+from mlbuild.engine.codehash import CodeHasher
+from mlbuild.engine.environment import HostEnvironment, env_digest
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.interfaces import ActionSpec, InputSpec
+from mlbuild.engine.keys import action_key, canonical_config, make_key_spec
+from mlbuild.engine.workspace import FileInput, Target, Workspace
+from mlbuild.rules.rule import RuleOptions
+
+
+class RuleInfo(msgspec.Struct):
+    """What planning needs to know of a rule, memoized under the stats of its source files."""
+
+    files: list[tuple[str, int, int, int]]
+    code: str
+    imports: list[str]
+    options: RuleOptions
+    params: list[tuple[str, bool]]
+
+
+_rule_dec = msgspec.msgpack.Decoder(RuleInfo)
+_rule_enc = msgspec.msgpack.Encoder()
+
+
+def _stat_sig(root: str, rel: str) -> tuple[str, int, int, int]:
+    st = os.stat(os.path.join(root, rel))
+    return (rel, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class ActionFactory:
+    """Keys and specs for the targets of one workspace, against one local store."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        store: LocalStore,
+        resolve_image: Callable[[str], str] | None = None,
+    ) -> None:
+        self.ws = ws
+        self.store = store
+        self.root = str(ws.root)
+        self.hasher = CodeHasher(ws.root)
+        self.host_env = HostEnvironment(store.index)
+        self.resolve_image = resolve_image
+        self._rules: dict[str, RuleInfo] = {}
+        self._images: dict[str, str] = {}
+        self._new_memo: dict[str, bytes] = {}
+
+    def rule_info(self, target: Target) -> RuleInfo:
+        rule_id = target.rule_id
+        if rule_id in self._rules:
+            return self._rules[rule_id]
+        memo_key = f"rule:{self.root}:{rule_id}"
+        with self.store.index.env.begin(db=self.store.index.db["memo"]) as txn:
+            raw = txn.get(memo_key.encode())
+        info = _rule_dec.decode(raw) if raw is not None else None
+        if info is not None:
+            try:
+                if any(tuple(f) != _stat_sig(self.root, f[0]) for f in info.files):
+                    info = None
+            except OSError:
+                info = None
+        if info is None:
+            result = self.hasher.digest(target.rule_file, target.rule_func, str(target.label))
+            for text in result.sources.values():
+                self.store.cas.put_bytes(text.encode())
+            self.store.cas.put_bytes(canonical_bytes(result.manifest))
+            info = RuleInfo(
+                files=[_stat_sig(self.root, f) for f in result.files],
+                code=result.digest,
+                imports=result.manifest.imports,
+                options=result.options,
+                params=result.params,
+            )
+            self._new_memo[memo_key] = _rule_enc.encode(info)
+        self._rules[rule_id] = info
+        return info
+
+    def check_signature(self, target: Target, info: RuleInfo) -> None:
+        """A target whose inputs do not match its rule's parameters fails before anything runs."""
+        params = dict(info.params)
+        for name in target.inputs:
+            if name not in params or name in ("config", "out"):
+                raise UserError(f"{target.label}: rule {target.rule_id} has no parameter {name!r} for that input")
+        for name, has_default in info.params:
+            if name not in ("config", "out") and name not in target.inputs and not has_default:
+                raise UserError(f"{target.label}: rule {target.rule_id} needs input {name!r}, which the target does not give")
+
+    def image_digest(self, target: Target, info: RuleInfo) -> str | None:
+        ref = target.image or info.options.image
+        if ref is None:
+            return None
+        if ref not in self._images:
+            if self.resolve_image is None:
+                raise UserError(f"{target.label}: needs image {ref!r} but no image resolver is available")
+            self._images[ref] = self.resolve_image(ref)
+        return self._images[ref]
+
+    def env_manifest(self, target: Target, info: RuleInfo) -> EnvManifest:
+        image = self.image_digest(target, info)
+        if image is not None:
+            return EnvManifest(image=image)
+        return self.host_env.manifest(info.imports)
+
+    def input_digests(self, target: Target, results: dict[Any, ActionResult]) -> dict[str, str]:
+        digests = {}
+        for name, ref in target.inputs.items():
+            if isinstance(ref, FileInput):
+                path = self.ws.root / ref.path
+                if not path.exists():
+                    raise UserError(f"{target.label}: input {name!r}: source file {ref.path} does not exist")
+                digests[name] = self.store.stat_cache.digest(path)
+            else:
+                digests[name] = results[ref].result_digest()
+        return digests
+
+    def key_spec(self, target: Target, results: dict[Any, ActionResult], config: Any) -> tuple[KeySpec, RuleInfo, EnvManifest]:
+        info = self.rule_info(target)
+        self.check_signature(target, info)
+        env = self.env_manifest(target, info)
+        spec = make_key_spec(
+            rule=target.rule_id,
+            code=info.code,
+            inputs=self.input_digests(target, results),
+            config=canonical_config(config, str(target.label)),
+            env=env_digest(env),
+        )
+        return spec, info, env
+
+    def action_spec(
+        self, target: Target, key_spec: KeySpec, info: RuleInfo, env: EnvManifest, results: dict[Any, ActionResult]
+    ) -> ActionSpec:
+        inputs = []
+        for name, ref in target.inputs.items():
+            if isinstance(ref, FileInput):
+                inputs.append(InputSpec(name=name, path=ref.path))
+            else:
+                inputs.append(InputSpec(name=name, refs=results[ref].outputs))
+        return ActionSpec(
+            key=action_key(key_spec),
+            label=str(target.label),
+            rule_file=target.rule_file,
+            rule_func=target.rule_func,
+            inputs=inputs,
+            config=key_spec.config,
+            options=info.options,
+            key_spec=key_spec,
+            workspace=self.root,
+            image=env.image,
+        )
+
+    def flush(self) -> None:
+        """Persist what was learned (stat digests, code digests, package versions)."""
+        self.store.stat_cache.flush()
+        self.host_env.flush()
+        if self._new_memo:
+            with self.store.index.env.begin(write=True, db=self.store.index.db["memo"]) as txn:
+                for k, v in self._new_memo.items():
+                    txn.put(k.encode(), v)
+            self._new_memo.clear()

@@ -1,0 +1,381 @@
+"""The build: resolve keys top-down, take hits from the caches, run misses on an executor in
+dependency order, record every result, materialize the requested outputs.
+
+A fully cached build computes keys and reads the action cache, nothing more: no rule module
+is imported, no artifact is read or decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from mlbuild.cache.cas import CorruptBlob, MissingBlob
+from mlbuild.cache.records import ActionResult, ArtifactRef, BuildAction, BuildRecord
+from mlbuild.cache.store import LocalStore
+from mlbuild.cache.trees import copy_verified, materialize_tree, read_tree
+from mlbuild.engine import provenance
+from mlbuild.engine.actions import ActionFactory
+from mlbuild.engine.errors import BuildFailed, UserError
+from mlbuild.engine.interfaces import ActionOutcome, Executor
+from mlbuild.engine.labels import Label
+from mlbuild.engine.planner import Plan
+from mlbuild.engine.progress import Reporter
+from mlbuild.engine.workspace import OUTPUT_DIR, Workspace
+
+VALUE_SUFFIX = {"msgpack": ".msgpack", "npy": ".npy", "safetensors": ".safetensors", "pickle": ".pickle"}
+
+
+class RemoteSessionLike(Protocol):
+    """What the build needs of a remote cache session (see ``engine/remote_session.py``)."""
+
+    def lookup(self, key: str) -> ActionResult | None: ...
+
+    def ensure_local(self, refs: list[ArtifactRef]) -> bool: ...
+
+    def publish(self, result: ActionResult) -> None: ...
+
+
+class BuildOptions(msgspec.Struct, kw_only=True):
+    jobs: int = 1
+    keep_going: bool = False
+    no_cache: bool = False
+    overrides: dict[str, dict[str, Any]] = {}  # label -> {dotted field: value}
+    materialize: bool = True
+    argv: list[str] = []
+
+
+class BuildResult(msgspec.Struct):
+    record: BuildRecord
+    results: dict[str, ActionResult]
+    failures: dict[str, str]
+
+    def counts(self) -> dict[str, int]:
+        statuses = [a.status for a in self.record.actions]
+        return {
+            "total": len(statuses),
+            "cached": sum(s in ("cached", "remote") for s in statuses),
+            "remote_hits": statuses.count("remote"),
+            "executed": statuses.count("executed"),
+            "failed": statuses.count("failed"),
+            "skipped": statuses.count("skipped"),
+        }
+
+
+def apply_overrides(config: Any, fields: dict[str, Any], label: str) -> Any:
+    """``epochs=5`` or ``optim.lr=0.1`` applied to a target's (plain data) config."""
+    merged: dict[str, Any] = msgspec.to_builtins(config) if config is not None else {}
+    if not isinstance(merged, dict):
+        raise UserError(f"{label}: --set needs a dict config, but its config is {type(config).__name__}")
+    merged = dict(merged)
+    for dotted, value in fields.items():
+        node = merged
+        *parents, last = dotted.split(".")
+        for part in parents:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[last] = value
+    return merged
+
+
+class Builder:
+    def __init__(
+        self,
+        ws: Workspace,
+        store: LocalStore,
+        factory: ActionFactory,
+        executor_factory: Any,
+        reporter: Reporter,
+        options: BuildOptions,
+        remote: RemoteSessionLike | None = None,
+        executor_name: str = "local",
+    ) -> None:
+        self.ws = ws
+        self.store = store
+        self.factory = factory
+        self.executor_factory = executor_factory
+        self.executor_name = executor_name
+        self._executor: Executor | None = None
+        self.reporter = reporter
+        self.options = options
+        self.remote = remote
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = self.executor_factory()
+        return self._executor
+
+    def run(self, plan: Plan) -> BuildResult:
+        now = time.time()
+        commit, dirty = provenance.git_state(self.ws.root)
+        record = BuildRecord(
+            id=provenance.new_build_id(now),
+            started=now,
+            finished=None,
+            status="running",
+            user=provenance.user(),
+            host=provenance.host(),
+            workspace=str(self.ws.root),
+            argv=self.options.argv,
+            targets=[str(label) for label in plan.requested],
+            git_commit=commit,
+            git_dirty=dirty,
+            executor=self.executor_name,
+            overrides=self.options.overrides,
+        )
+        self.store.index.put_build(record)
+        state = _BuildState(self, plan, record)
+        try:
+            state.loop()
+            record.status = "failed" if state.failures else "succeeded"
+        except KeyboardInterrupt:
+            record.status = "interrupted"
+            raise
+        finally:
+            record.finished = time.time()
+            self.factory.flush()
+            if state.hits:
+                self.store.index.touch(state.hits)
+            self.store.index.put_build(record)
+            if self._executor is not None:
+                self._executor.close()
+        result = BuildResult(record, {str(k): v for k, v in state.results.items()}, state.failures)
+        if self.options.materialize:
+            for label in plan.requested:
+                if label in state.results:
+                    self.materialize(label, state.results[label])
+        return result
+
+    def ensure_local(self, refs: list[ArtifactRef]) -> bool:
+        """True when every blob the refs need is in the local CAS and intact."""
+        needed = []
+        for ref in refs:
+            needed.append(ref)
+            if ref.codec == "tree":
+                try:
+                    if self.remote is not None and not self.store.cas.has(ref.digest):
+                        self.remote.ensure_local([ref])
+                    needed.extend(ArtifactRef(e.path, e.digest, "msgpack", e.size) for e in read_tree(self.store.cas, ref.digest))
+                except (CorruptBlob, MissingBlob):
+                    return False
+        missing = [r for r in needed if not self.store.cas.has(r.digest)]
+        if missing and (self.remote is None or not self.remote.ensure_local(missing)):
+            return False
+        for ref in needed:
+            try:
+                self.store.cas.verified_path(ref.digest)
+            except (CorruptBlob, MissingBlob):
+                return False
+        return True
+
+    def materialize(self, label: Label, result: ActionResult) -> None:
+        """Write a requested target's outputs under ``mlbuild-out/<pkg>/``, unless already there."""
+        base = self.ws.root / OUTPUT_DIR / label.package
+        marker = base / f".{label.name}.result"
+        digest = result.result_digest()
+        try:
+            if marker.read_text() == digest:
+                return
+        except OSError:
+            pass
+        if not self.ensure_local(result.outputs):
+            raise UserError(f"{label}: its cached outputs are missing or corrupt; rebuild it with --no-cache")
+        files_dir = base / label.name
+        if files_dir.exists():
+            shutil.rmtree(files_dir)
+        for old in base.glob(f"{label.name}.value.*"):
+            old.unlink()
+        for ref in result.outputs:
+            if ref.codec == "tree":
+                materialize_tree(self.store.cas, ref.digest, files_dir)
+            else:
+                base.mkdir(parents=True, exist_ok=True)
+                copy_verified(self.store.cas, ref.digest, base / f"{label.name}.value{VALUE_SUFFIX[ref.codec]}")
+        base.mkdir(parents=True, exist_ok=True)
+        marker.write_text(digest)
+
+
+class _BuildState:
+    """The event loop of one build."""
+
+    def __init__(self, builder: Builder, plan: Plan, record: BuildRecord) -> None:
+        self.b = builder
+        self.plan = plan
+        self.record = record
+        self.results: dict[Label, ActionResult] = {}
+        self.failures: dict[str, str] = {}
+        self.failed: set[Label] = set()
+        self.hits: list[str] = []
+        self.waiting = {label: len(plan.targets[label].deps()) for label in plan.order}
+        self.ready = deque(label for label in plan.order if self.waiting[label] == 0)
+        self.running: dict[Future[ActionOutcome], tuple[Label, Any, float]] = {}
+        self.stop = False
+        self._last_record_write = 0.0
+
+    def loop(self) -> None:
+        self.b.reporter.start(len(self.plan.order))
+        while self.ready or self.running:
+            while self.ready and not self.stop:
+                self.resolve(self.ready.popleft())
+            if not self.running:
+                break
+            done, _ = wait(list(self.running), timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                label, spec, started = self.running.pop(fut)
+                self.finish(label, spec, fut.result(), started)
+            self._maybe_write_record()
+
+    def _maybe_write_record(self) -> None:
+        # Throttled, so a UI can follow a long build without a write per action.
+        now = time.monotonic()
+        if now - self._last_record_write > 0.5:
+            self._last_record_write = now
+            self.b.store.index.put_build(self.record)
+
+    def _config(self, label: Label) -> Any:
+        target = self.plan.targets[label]
+        fields = self.b.options.overrides.get(str(label))
+        return apply_overrides(target.config, fields, str(label)) if fields else target.config
+
+    def resolve(self, label: Label) -> None:
+        target = self.plan.targets[label]
+        key_spec, info, env = self.b.factory.key_spec(target, self.results, self._config(label))
+        spec = self.b.factory.action_spec(target, key_spec, info, env, self.results)
+        if not self.b.options.no_cache:
+            hit = self.b.store.index.get_action(spec.key)
+            status = "cached"
+            if hit is None and self.b.remote is not None:
+                hit = self.b.remote.lookup(spec.key)
+                if hit is not None:
+                    status = "remote"
+                    self.b.store.index.put_action(hit)
+            if hit is not None:
+                self.hits.append(spec.key)
+                self.complete(label, hit, status, 0.0)
+                return
+        # It must run here: its inputs' bytes must be here and intact.
+        for dep in target.deps():
+            if not self.b.ensure_local(self.results[dep].outputs):
+                self.reexecute(dep, label)
+                return
+        self.submit(label, spec)
+
+    def submit(self, label: Label, spec: Any) -> None:
+        self.b.reporter.action_started(str(label))
+        self.running[self.b.executor.submit(spec)] = (label, spec, time.time())
+
+    def reexecute(self, dep: Label, waiting: Label) -> None:
+        """A cached upstream's blobs are gone or corrupt: forget that entry and run it again."""
+        old = self.results.pop(dep)
+        self.b.store.index.delete_action(old.key)
+        self.b.reporter.write(f"{dep}: cached outputs are missing or corrupt; rebuilding it")
+        self.record.actions = [a for a in self.record.actions if a.label != str(dep)]
+        self.b.reporter.done -= 1
+        self.waiting[waiting] += 1
+        self.ready.appendleft(dep)
+        # Re-resolving dep finds no cache entry now and runs it; `waiting` resumes after.
+        self.b.options.no_cache, saved = True, self.b.options.no_cache
+        try:
+            self.resolve(self.ready.popleft())
+        finally:
+            self.b.options.no_cache = saved
+
+    def finish(self, label: Label, spec: Any, outcome: ActionOutcome, started: float) -> None:
+        seconds = (outcome.finished or time.time()) - started
+        if outcome.error is not None:
+            self.fail(label, spec.key, outcome, seconds)
+            return
+        result = ActionResult(
+            key=spec.key,
+            label=str(label),
+            rule=spec.key_spec.rule,
+            outputs=outcome.outputs,
+            key_spec=spec.key_spec,
+            log_digest=outcome.log_digest,
+            started=outcome.started,
+            finished=outcome.finished,
+            host=outcome.host,
+            executor=self.b.executor_name,
+            pickled=outcome.pickled,
+        )
+        self.b.store.index.put_action(result)
+        if self.b.remote is not None:
+            self.b.remote.publish(result)
+        self.complete(label, result, "executed", seconds)
+
+    def complete(self, label: Label, result: ActionResult, status: Any, seconds: float) -> None:
+        self.results[label] = result
+        self.record.actions.append(
+            BuildAction(label=str(label), key=result.key, status=status, seconds=seconds, log_digest=result.log_digest)
+        )
+        self.b.reporter.action_finished(str(label), status, seconds)
+        for dependent in self.plan.dependents[label]:
+            self.waiting[dependent] -= 1
+            if self.waiting[dependent] == 0 and dependent not in self.failed:
+                self.ready.append(dependent)
+
+    def fail(self, label: Label, key: str, outcome: ActionOutcome, seconds: float) -> None:
+        message = outcome.error or "failed"
+        log = self._log_tail(outcome.log_digest)
+        text = message + (f"\n--- output of the step (last lines) ---\n{log}" if log else "")
+        self.failures[str(label)] = message
+        self.record.actions.append(
+            BuildAction(label=str(label), key=key, status="failed", seconds=seconds, error=message, log_digest=outcome.log_digest)
+        )
+        self.b.reporter.action_finished(str(label), "failed", seconds)
+        self.b.reporter.action_failed(str(label), text)
+        self.failed.add(label)
+        # Everything downstream is skipped; independent targets go on only with --keep-going.
+        todo = list(self.plan.dependents[label])
+        while todo:
+            d = todo.pop()
+            if d not in self.failed:
+                self.failed.add(d)
+                self.record.actions.append(BuildAction(label=str(d), key=None, status="skipped"))
+                todo.extend(self.plan.dependents[d])
+        if not self.b.options.keep_going:
+            self.stop = True
+
+    def _log_tail(self, digest: str | None, lines: int = 30) -> str:
+        if not digest:
+            return ""
+        try:
+            text = self.b.store.cas.get_bytes(digest).decode(errors="replace")
+        except (CorruptBlob, MissingBlob):
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def summary_line(result: BuildResult, seconds: float) -> str:
+    c = result.counts()
+    parts = [f"{c['total']} actions", f"{c['cached']} cached"]
+    if c["remote_hits"]:
+        parts.append(f"{c['remote_hits']} from the remote cache")
+    parts += [f"{c['executed']} executed", f"{c['failed']} failed"]
+    if c["skipped"]:
+        parts.append(f"{c['skipped']} skipped")
+    word = "FAILED" if result.failures else "OK"
+    return f"{word}: build {result.record.id}: " + ", ".join(parts) + f" in {seconds:.2f}s"
+
+
+def raise_for_failures(result: BuildResult) -> None:
+    if result.failures:
+        names = ", ".join(sorted(result.failures))
+        raise BuildFailed(f"build failed: {names}")
+
+
+def output_dir(ws: Workspace, label: Label) -> Path:
+    return ws.root / OUTPUT_DIR / label.package
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

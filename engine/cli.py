@@ -1,0 +1,98 @@
+"""The ``mlbuild`` command line. Command modules are imported only when used, so that
+``mlbuild --version`` and a no-op build start fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from mlbuild.engine.errors import UserError
+
+# name -> (module under mlbuild.engine.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("build", "build targets: mlbuild build //pkg:name //pkg/... (or just mlbuild //pkg:name)"),
+    "query": ("query", "query the target graph: deps(X), rdeps(U, X), a pattern"),
+    "show": ("show", "show where a target's outputs are, and small values"),
+    "clean": ("clean", "remove the outputs materialized in the workspace (never the cache)"),
+    "cache": ("cache", "manage the cache: gc, push, pull, stats"),
+    "fetch": ("fetch", "download a target's outputs from the remote cache"),
+    "verify": ("verify", "re-execute targets and compare their outputs bit for bit"),
+    "builds": ("builds", "list recorded builds, or show one"),
+    "rerun": ("rerun", "re-run a recorded build (optionally with --set overrides)"),
+    "reproduce": ("reproduce", "rebuild a recorded build from its git commit and compare"),
+    "lineage": ("lineage", "the tree from an output back to its sources"),
+    "why": ("why", "explain why each action of a target was cached or rebuilt"),
+    "diff": ("diff", "compare two recorded builds target by target"),
+    "ui": ("ui", "serve the local web UI over builds, steps and artifacts"),
+}
+
+
+def _command_index(argv: list[str]) -> int:
+    """Index of the first argument that is not a global option."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-C":
+            i += 2
+        elif arg.startswith("-C") or arg in ("-h", "--help", "--version"):
+            i += 1
+        else:
+            return i
+    return i
+
+
+def _is_label(arg: str) -> bool:
+    return arg.startswith("//") or arg.startswith(":")
+
+
+def make_parser(only: str | None = None) -> argparse.ArgumentParser:
+    from mlbuild import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mlbuild",
+        description="Content-addressed builds of Python ML pipelines.",
+        epilog="`mlbuild //pkg:name` is short for `mlbuild build //pkg:name`.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlbuild {__version__}")
+    parser.add_argument("-C", dest="directory", default=None, metavar="DIR", help="run as if started in DIR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or name == only:
+            importlib.import_module(f"mlbuild.engine.commands.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:
+        from mlbuild import __version__
+
+        print(f"mlbuild {__version__}")
+        return 0
+    i = _command_index(argv)
+    if i < len(argv) and _is_label(argv[i]):
+        argv.insert(i, "build")
+    command = argv[i] if i < len(argv) and argv[i] in COMMANDS else None
+    parser = make_parser(only=command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.directory:
+        try:
+            os.chdir(args.directory)
+        except OSError as exc:
+            print(f"mlbuild: error: cannot enter {args.directory}: {exc.strerror}", file=sys.stderr)
+            return 2
+    module = importlib.import_module(f"mlbuild.engine.commands.{COMMANDS[args.command][0]}")
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"mlbuild: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mlbuild: interrupted; everything finished so far is cached", file=sys.stderr)
+        return 130

@@ -1,0 +1,103 @@
+"""``mlbuild build``: build targets and everything they need."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+from mlbuild.engine.actions import ActionFactory
+from mlbuild.engine.backends import executor_class
+from mlbuild.engine.build import BuildOptions, Builder, BuildResult, cpu_count, raise_for_failures, summary_line
+from mlbuild.engine.commands.common import Context, add_build_options, parse_set
+from mlbuild.engine.labels import Label
+from mlbuild.engine.progress import make_reporter
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="labels or patterns: //pkg:name, //pkg/..., //...")
+    add_build_options(p)
+
+
+def executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options a backend may take, by name; backends ignore the ones they don't know."""
+    return {k: v for k, v in vars(args).items() if k.startswith(("ray_", "kube_", "docker_")) or k == "keep_cluster"}
+
+
+def execute(
+    ctx: Context,
+    labels: list[Label],
+    args: argparse.Namespace,
+    *,
+    no_cache: bool | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    materialize: bool = True,
+) -> BuildResult:
+    """Plan and run a build of ``labels`` with the command-line options in ``args``."""
+    from mlbuild.engine.planner import plan
+
+    started = time.perf_counter()
+    the_plan = plan(ctx.ws, labels)
+    options = BuildOptions(
+        jobs=args.jobs or cpu_count(),
+        keep_going=args.keep_going,
+        no_cache=args.no_cache if no_cache is None else no_cache,
+        overrides=parse_set(args.overrides, ctx.current_package) if overrides is None else overrides,
+        materialize=materialize,
+        argv=["mlbuild", *sys.argv[1:]],
+    )
+    executor_name = args.executor or ctx.ws.config.workspace.executor
+    cls = executor_class(executor_name)
+    cas_root = str(ctx.store.cas.root)
+
+    def make_executor() -> Any:
+        return cls(cas_root=cas_root, jobs=options.jobs, workspace=str(ctx.ws.root), **executor_options(args))
+
+    resolve_image = None
+    if any(t.image for t in the_plan.targets.values()) or executor_name in ("docker", "kuberay"):
+        from mlbuild.engine.backends import image_resolver
+
+        resolve_image = image_resolver()
+    factory = ActionFactory(ctx.ws, ctx.store, resolve_image=resolve_image)
+    remote = None
+    from mlbuild.engine.backends import remote_session
+
+    remote = remote_session(args, ctx)
+    reporter = make_reporter(quiet=args.quiet)
+    builder = Builder(ctx.ws, ctx.store, factory, make_executor, reporter, options, remote=remote, executor_name=executor_name)
+    try:
+        result = builder.run(the_plan)
+    finally:
+        reporter.close()
+        if remote is not None:
+            remote.close()
+    reporter.finish(summary_line(result, time.perf_counter() - started))
+    return result
+
+
+def json_summary(result: BuildResult, remote: Any = None) -> dict[str, Any]:
+    return {
+        "build_id": result.record.id,
+        "status": result.record.status,
+        "targets": result.record.targets,
+        "actions": result.counts(),
+        "remote_hits": result.counts()["remote_hits"],
+        "outputs": {
+            label: {o.name: o.digest for o in r.outputs}
+            for label, r in result.results.items()
+            if label in result.record.targets
+        },
+        "failures": result.failures,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    ctx = Context()
+    result = execute(ctx, ctx.labels(args.targets), args)
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(json_summary(result)).decode() + "\n")
+    raise_for_failures(result)
+    return 0

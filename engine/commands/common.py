@@ -1,0 +1,85 @@
+"""What most commands start with: the workspace, the local store, the planner."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from mlbuild.cache.store import LocalStore, default_cache_dir
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.labels import Label
+from mlbuild.engine.planner import Plan, plan, resolve_patterns
+from mlbuild.engine.workspace import Workspace, find_root
+
+
+class Context:
+    def __init__(self) -> None:
+        self.ws = Workspace(find_root(os.getcwd()))
+        self.current_package = self.ws.package_of(os.getcwd())
+        self._store: LocalStore | None = None
+
+    @property
+    def store(self) -> LocalStore:
+        if self._store is None:
+            self._store = LocalStore(default_cache_dir(self.ws.config.cache.dir))
+        return self._store
+
+    def labels(self, patterns: list[str]) -> list[Label]:
+        if not patterns:
+            raise UserError("no targets given (try //... for all)")
+        return resolve_patterns(self.ws, patterns, self.current_package)
+
+    def plan(self, patterns: list[str]) -> Plan:
+        return plan(self.ws, self.labels(patterns))
+
+
+def parse_set(values: list[str], current_package: str = "") -> dict[str, dict[str, Any]]:
+    """``--set //models:resnet.epochs=5`` → {"//models:resnet": {"epochs": 5}}."""
+    import json
+
+    from mlbuild.engine.labels import parse_label
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in values:
+        lhs, sep, raw = item.partition("=")
+        target, dot, field = lhs.partition(".") if not lhs.startswith("//") else _split_field(lhs)
+        if not sep or not dot or not field:
+            raise UserError(f"bad --set {item!r}: use --set //pkg:target.field=value")
+        label = str(parse_label(target, current_package))
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(label, {})[field] = value
+    return out
+
+
+def _split_field(lhs: str) -> tuple[str, str, str]:
+    pkg_and_name, colon, rest = lhs.partition(":")
+    name, dot, field = rest.partition(".")
+    return pkg_and_name + colon + name, dot, field
+
+
+def add_build_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
+    p.add_argument("-k", "--keep-going", action="store_true", help="go on with independent targets after a failure")
+    p.add_argument("--no-cache", action="store_true", help="execute everything; still record the results")
+    p.add_argument("--executor", default=None, help="where steps run: local (default), docker, ray, kuberay")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="//PKG:T.FIELD=VALUE",
+                   help="override a config field of a target (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout at the end")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+    add_remote_options(p)
+    g = p.add_argument_group("ray and kuberay executors")
+    g.add_argument("--ray-address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    g.add_argument("--kube-context", default=None, help="kubeconfig context for --executor kuberay")
+    g.add_argument("--kube-namespace", "--namespace", dest="kube_namespace", default=None, help="namespace for the RayCluster")
+    g.add_argument("--keep-cluster", action="store_true", help="keep the RayCluster for the next build of the same image")
+
+
+def add_remote_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("remote cache")
+    g.add_argument("--remote-cache", default=None, metavar="URL", help="fsspec URL of a shared cache (or $MLBUILD_REMOTE_CACHE)")
+    g.add_argument("--remote-upload", default=None, choices=["true", "false"], help="publish results to the remote (default true)")
+    g.add_argument("--remote-timeout", type=float, default=None, metavar="SECONDS", help="give up on the remote after this long")

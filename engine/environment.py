@@ -1,0 +1,84 @@
+"""Environment digests: an image digest, or the Python version and the versions of the
+third-party distributions a step's code imports (so upgrading torch rebuilds only the steps
+that import torch)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import sys
+from collections.abc import Iterable
+
+from mlbuild.cache.digest import canonical_bytes, digest_bytes
+from mlbuild.cache.index import Index
+from mlbuild.cache.records import EnvManifest
+
+
+def _site_signature() -> str:
+    """Changes whenever a package is installed, removed or upgraded on ``sys.path``."""
+    sig = [sys.version]
+    for entry in sys.path:
+        try:
+            sig.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
+        except OSError:
+            continue
+    return digest_bytes("\n".join(sig).encode())
+
+
+class HostEnvironment:
+    """Resolves import names to ``distribution==version`` for the running interpreter.
+
+    Resolutions are memoized in the index under a signature of ``sys.path``, so a no-op
+    build does not scan installed distributions.
+    """
+
+    def __init__(self, index: Index | None) -> None:
+        self.index = index
+        self.signature = _site_signature()
+        self._memo: dict[str, list[str] | None] = {}
+        self._dists: dict[str, list[str]] | None = None
+        self._new: dict[str, list[str] | None] = {}
+
+    def _lookup(self, names: Iterable[str]) -> None:
+        missing = [n for n in names if n not in self._memo]
+        if missing and self.index is not None:
+            keys = {f"{self.signature}:{n}": n for n in missing}
+            for k, v in self.index.memo_get_many("memo", keys).items():
+                self._memo[keys[k]] = v
+        for name in missing:
+            if name not in self._memo:
+                self._memo[name] = self._new[name] = self._resolve(name)
+
+    def _resolve(self, name: str) -> list[str] | None:
+        if self._dists is None:
+            self._dists = {k: list(v) for k, v in importlib.metadata.packages_distributions().items()}
+        for dist in self._dists.get(name, []) or ([name] if importlib.util.find_spec(name) else []):
+            try:
+                return [dist, importlib.metadata.version(dist)]
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None  # a module on the path but not from an installed distribution
+
+    def manifest(self, imports: Iterable[str]) -> EnvManifest:
+        names = sorted(set(imports))
+        self._lookup(names)
+        packages = {}
+        for name in names:
+            found = self._memo.get(name)
+            packages[found[0] if found else name] = found[1] if found else "unknown"
+        return EnvManifest(python=platform.python_version(), packages=packages)
+
+    def flush(self) -> None:
+        if self.index is not None and self._new:
+            self.index.memo_put_many("memo", {f"{self.signature}:{k}": v for k, v in self._new.items()})
+            self._new.clear()
+
+
+def image_manifest(image_digest: str) -> EnvManifest:
+    return EnvManifest(image=image_digest)
+
+
+def env_digest(manifest: EnvManifest) -> str:
+    return digest_bytes(canonical_bytes(manifest))

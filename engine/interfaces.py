@@ -1,0 +1,84 @@
+"""The two interfaces through which the engine reaches backends: executors and remote caches.
+
+Records sent to an executor are msgspec Structs, so any backend (a process pool, a
+container, a Ray task) can carry them as bytes.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from mlbuild.cache.records import ActionResult, ArtifactRef, KeySpec
+from mlbuild.rules.rule import RuleOptions
+
+
+class InputSpec(msgspec.Struct, frozen=True):
+    """One input of an action: an upstream result's artifacts, or a source path."""
+
+    name: str
+    refs: list[ArtifactRef] = []
+    path: str | None = None  # workspace-relative source file or directory
+
+
+class ActionSpec(msgspec.Struct, frozen=True):
+    """Everything needed to run one action, anywhere that can reach its CAS."""
+
+    key: str
+    label: str
+    rule_file: str
+    rule_func: str
+    inputs: list[InputSpec]
+    config: Any
+    options: RuleOptions
+    key_spec: KeySpec
+    workspace: str  # absolute path of the workspace root, as seen by the runner
+    image: str | None = None  # the image digest, for container executors
+
+
+class ActionOutcome(msgspec.Struct):
+    """What running an action produced: outputs in the CAS, or an error."""
+
+    key: str
+    outputs: list[ArtifactRef] = []
+    log_digest: str | None = None
+    started: float = 0.0
+    finished: float = 0.0
+    host: str = ""
+    error: str | None = None
+    error_kind: Literal["step", "input", "output", "lost", "infra"] | None = None
+    pickled: bool = False
+
+
+class Executor(Protocol):
+    """Runs actions. ``submit`` returns at once; the future never raises, errors are outcomes."""
+
+    name: str
+
+    def submit(self, spec: ActionSpec) -> Future[ActionOutcome]: ...
+
+    def close(self) -> None: ...
+
+
+class RemoteCache(Protocol):
+    """A cache shared between machines. Every method may raise ``RemoteUnavailable``."""
+
+    url: str
+
+    def get_action(self, key: str) -> ActionResult | None: ...
+
+    def put_action(self, result: ActionResult) -> None: ...
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def fetch_blob(self, digest: str, dest: str) -> None:
+        """Download a blob to ``dest`` (a path); the caller verifies its digest."""
+        ...
+
+    def push_blob(self, digest: str, src: str) -> None: ...
+
+
+class RemoteUnavailable(Exception):
+    """The remote cache could not be reached in time; the build goes on locally."""

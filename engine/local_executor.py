@@ -1,0 +1,75 @@
+"""The local executor: a pool of worker processes on this machine, ``-j`` actions at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import msgspec
+
+from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
+from mlbuild.engine.runner import run_encoded
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(ActionOutcome)
+
+
+class LocalExecutor:
+    """Runs each action in a worker process; a lost worker is retried per the rule's ``retries``."""
+
+    name = "local"
+
+    def __init__(self, cas_root: str, jobs: int = 1, **_: object) -> None:
+        self.cas_root = cas_root
+        self.jobs = max(1, jobs)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # spawn: workers must not inherit the parent's LMDB handles or threads.
+                self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def _reset_pool(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                broken.shutdown(wait=False, cancel_futures=False)
+                self._pool = None
+
+    def submit(self, spec: ActionSpec) -> Future[ActionOutcome]:
+        result: Future[ActionOutcome] = Future()
+        self._attempt(spec, _enc.encode(spec), result, spec.options.retries)
+        return result
+
+    def _attempt(self, spec: ActionSpec, payload: bytes, result: Future[ActionOutcome], retries: int) -> None:
+        pool = self._get_pool()
+        try:
+            inner = pool.submit(run_encoded, payload, self.cas_root)
+        except (BrokenProcessPool, RuntimeError):
+            self._reset_pool(pool)
+            pool = self._get_pool()
+            inner = pool.submit(run_encoded, payload, self.cas_root)
+
+        def done(f: Future[bytes]) -> None:
+            exc = f.exception()
+            if exc is None:
+                result.set_result(_dec.decode(f.result()))
+            elif isinstance(exc, BrokenProcessPool) and retries > 0:
+                self._reset_pool(pool)
+                self._attempt(spec, payload, result, retries - 1)
+            else:
+                kind = "lost" if isinstance(exc, BrokenProcessPool) else "infra"
+                msg = "its worker process died" if kind == "lost" else f"{type(exc).__name__}: {exc}"
+                result.set_result(ActionOutcome(key=spec.key, error=msg, error_kind=kind))
+
+        inner.add_done_callback(done)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None

@@ -1,0 +1,195 @@
+"""Runs one action in the current process: load the rule, decode its inputs from the CAS,
+call it with its output directory, encode what it returned and wrote, capture its logs.
+
+Every executor ends up here (a pool worker, a container, a Ray task). It needs a CAS that
+holds the inputs, and leaves the outputs in it; it never touches the action cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import os
+import socket
+import sys
+import tempfile
+import time
+import traceback
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mlbuild.cache.cas import CAS
+from mlbuild.cache.records import ArtifactRef
+from mlbuild.cache.trees import materialize_tree, put_tree
+from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, InputSpec
+from mlbuild.rules import artifacts
+
+_loaded_code: dict[str, str] = {}  # rule id -> code digest of the loaded module
+
+
+class StepInputError(Exception):
+    """An input or the config does not fit the rule's signature."""
+
+
+@contextlib.contextmanager
+def capture_output(log_path: Path) -> Iterator[None]:
+    """Send fd 1 and 2 (so subprocesses and C extensions too) to ``log_path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "wb") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _purge_project_modules(workspace: str) -> None:
+    prefix = os.path.join(workspace, "")
+    for name, mod in list(sys.modules.items()):
+        file = getattr(mod, "__file__", None) or ""
+        if file.startswith(prefix):
+            del sys.modules[name]
+
+
+def load_rule(spec: ActionSpec) -> Callable[..., Any]:
+    """Import the rule's module from the workspace (re-importing it if its code changed)."""
+    if spec.workspace not in sys.path:
+        sys.path.insert(0, spec.workspace)
+    rule_id = f"{spec.workspace}/{spec.rule_file}:{spec.rule_func}"
+    if _loaded_code.get(rule_id, spec.key_spec.code) != spec.key_spec.code:
+        _purge_project_modules(spec.workspace)
+        importlib.invalidate_caches()
+    _loaded_code[rule_id] = spec.key_spec.code
+    parts = list(Path(spec.rule_file).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    module = importlib.import_module(".".join(parts))
+    fn = getattr(module, spec.rule_func)
+    return typing.cast(Callable[..., Any], fn)
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:
+        return dict(getattr(fn, "__annotations__", {}))
+
+
+def _wants_path(annotation: Any) -> bool:
+    if annotation is Path or annotation is os.PathLike:
+        return True
+    return any(a is Path for a in typing.get_args(annotation))
+
+
+def _input_value(inp: InputSpec, annotation: Any, spec: ActionSpec, cas: CAS, work: Path) -> Any:
+    if inp.path is not None:
+        return Path(spec.workspace) / inp.path
+    refs = {r.name: r for r in inp.refs}
+    if _wants_path(annotation) or "value" not in refs:
+        if "files" not in refs:
+            raise StepInputError(f"input {inp.name!r} is annotated as a Path but its target wrote no files")
+        dest = work / "inputs" / inp.name
+        materialize_tree(cas, refs["files"].digest, dest)
+        return dest
+    ref = refs["value"]
+    try:
+        return artifacts.decode(ref.codec, cas.get_bytes(ref.digest), annotation, spec.options.allow_pickle)
+    except (msgspec.ValidationError, artifacts.EncodingError) as exc:
+        raise StepInputError(f"input {inp.name!r} does not match its annotation {annotation!r}: {exc}") from None
+
+
+def prepare_arguments(fn: Callable[..., Any], spec: ActionSpec, cas: CAS, work: Path) -> dict[str, Any]:
+    hints = _hints(fn)
+    inputs = {i.name: i for i in spec.inputs}
+    kwargs: dict[str, Any] = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        annotation = hints.get(name, Any)
+        if name == "config":
+            config = spec.config if spec.config is not None else {}
+            try:
+                kwargs[name] = config if annotation is Any else msgspec.convert(config, annotation)
+            except (msgspec.ValidationError, TypeError) as exc:
+                raise StepInputError(f"config does not fit {getattr(annotation, '__name__', annotation)}: {exc}") from None
+        elif name == "out":
+            kwargs[name] = work / "out"
+        elif name in inputs:
+            kwargs[name] = _input_value(inputs[name], annotation, spec, cas, work)
+        elif param.default is inspect.Parameter.empty:
+            raise StepInputError(f"the rule needs input {name!r}, which the target does not give")
+    unknown = set(inputs) - set(kwargs)
+    if unknown:
+        raise StepInputError(f"the rule has no parameter for input(s) {', '.join(sorted(unknown))}")
+    return kwargs
+
+
+def _format_error(exc: BaseException, workspace: str) -> str:
+    tb = traceback.TracebackException.from_exception(exc)
+    # Show the user's frames, not the runner's own.
+    frames = [f for f in tb.stack if f.filename.startswith(workspace)]
+    tb.stack = traceback.StackSummary.from_list(frames) if frames else tb.stack
+    return "".join(tb.format()).rstrip()
+
+
+def run_action(spec: ActionSpec, cas: CAS) -> ActionOutcome:
+    """Run ``spec``; never raises for a failure of the step itself."""
+    started = time.time()
+    outcome = ActionOutcome(key=spec.key, started=started, host=socket.gethostname())
+    with tempfile.TemporaryDirectory(prefix="action-", dir=cas.tmp) as tmp:
+        work = Path(tmp)
+        (work / "out").mkdir()
+        log_path = work / "log"
+        value: Any = None
+        with capture_output(log_path):
+            try:
+                fn = load_rule(spec)
+                kwargs = prepare_arguments(fn, spec, cas, work)
+                value = fn(**kwargs)
+            except StepInputError as exc:
+                outcome.error, outcome.error_kind = str(exc), "input"
+            except Exception as exc:
+                outcome.error, outcome.error_kind = _format_error(exc, spec.workspace), "step"
+        if outcome.error is None:
+            try:
+                outcome.outputs = _store_outputs(value, work / "out", spec, cas)
+                outcome.pickled = any(o.codec == "pickle" for o in outcome.outputs)
+            except artifacts.EncodingError as exc:
+                outcome.error, outcome.error_kind = f"its output cannot be encoded: {exc}", "output"
+        outcome.log_digest = cas.put_file(log_path)[0]
+    outcome.finished = time.time()
+    return outcome
+
+
+def _store_outputs(value: Any, out_dir: Path, spec: ActionSpec, cas: CAS) -> list[ArtifactRef]:
+    outputs: list[ArtifactRef] = []
+    if value is not None:
+        codec, data = artifacts.encode(value, spec.options.allow_pickle)
+        outputs.append(ArtifactRef("value", cas.put_bytes(data), typing.cast(Any, codec), len(data)))
+    if any(out_dir.iterdir()):
+        digest, size = put_tree(cas, out_dir)
+        outputs.append(ArtifactRef("files", digest, "tree", size))
+    return outputs
+
+
+_encode_outcome = msgspec.msgpack.Encoder()
+_decode_spec = msgspec.msgpack.Decoder(ActionSpec)
+_cas_cache: dict[str, CAS] = {}
+
+
+def run_encoded(spec_bytes: bytes, cas_root: str) -> bytes:
+    """Entry point for worker processes: msgpack in, msgpack out (no pickled Structs)."""
+    spec = _decode_spec.decode(spec_bytes)
+    cas = _cas_cache.get(cas_root) or _cas_cache.setdefault(cas_root, CAS(cas_root))
+    return _encode_outcome.encode(run_action(spec, cas))

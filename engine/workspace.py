@@ -1,0 +1,200 @@
+"""Workspaces: a folder with ``mlbuild.toml``; packages are folders with a ``BUILD.py``.
+
+Packages are loaded on demand (a build of ``//models:resnet`` reads only the BUILD.py files it
+needs). Loading executes BUILD.py files, never the rule modules they name.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import traceback
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.labels import Label, Pattern, parse_label
+from mlbuild.rules.rule import Resources
+from mlbuild.rules.target import DeclarationError, File, collecting, stop_collecting
+
+WORKSPACE_FILE = "mlbuild.toml"
+BUILD_FILE = "BUILD.py"
+OUTPUT_DIR = "mlbuild-out"
+_SKIP_DIRS = {OUTPUT_DIR, "__pycache__", "node_modules", ".git", ".venv", "venv"}
+
+
+class WorkspaceSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str = ""
+    image: str | None = None  # default container image for every rule
+    executor: str = "local"
+
+
+class CacheSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    dir: str | None = None
+    remote: str | None = None
+    remote_upload: bool = True
+    remote_timeout: float = 5.0
+
+
+class WorkspaceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``mlbuild.toml``; every section optional."""
+
+    workspace: WorkspaceSection = msgspec.field(default_factory=WorkspaceSection)
+    cache: CacheSection = msgspec.field(default_factory=CacheSection)
+
+
+class FileInput(msgspec.Struct, frozen=True):
+    """A source file or directory, workspace-relative."""
+
+    path: str
+
+
+class Target(msgspec.Struct, kw_only=True):
+    """A declared target with its labels resolved."""
+
+    label: Label
+    rule_file: str  # workspace-relative path of the rule module
+    rule_func: str
+    inputs: dict[str, Label | FileInput]
+    config: Any
+    image: str | None
+    resources: Resources | None
+    tags: list[str]
+    executor: str | None
+    build_file: str
+
+    @property
+    def rule_id(self) -> str:
+        return f"{self.rule_file}:{self.rule_func}"
+
+    def deps(self) -> list[Label]:
+        return [v for v in self.inputs.values() if isinstance(v, Label)]
+
+
+def find_root(start: str | os.PathLike[str]) -> Path:
+    here = Path(start).resolve()
+    for d in (here, *here.parents):
+        if (d / WORKSPACE_FILE).is_file():
+            return d
+    raise UserError(f"no {WORKSPACE_FILE} found in {here} or any parent folder: not in a workspace")
+
+
+class Workspace:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+        self.config = self._read_config()
+        self._packages: dict[str, dict[str, Target]] = {}
+
+    def _read_config(self) -> WorkspaceConfig:
+        path = self.root / WORKSPACE_FILE
+        try:
+            raw = tomllib.loads(path.read_text())
+            return msgspec.convert(raw, WorkspaceConfig)
+        except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+            raise UserError(f"{path}: bad workspace configuration: {exc}") from None
+
+    def package_of(self, cwd: str | os.PathLike[str]) -> str:
+        """The package a folder belongs to (its nearest parent with a BUILD.py), or ''."""
+        here = Path(cwd).resolve()
+        for d in (here, *here.parents):
+            if d == self.root or self.root not in d.parents:
+                break
+            if (d / BUILD_FILE).is_file():
+                return d.relative_to(self.root).as_posix()
+        return ""
+
+    def all_packages(self, under: str = "") -> list[str]:
+        base = self.root / under if under else self.root
+        if not base.is_dir():
+            raise UserError(f"no package //{under}: folder {base} does not exist")
+        found = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+            if BUILD_FILE in filenames:
+                found.append(Path(dirpath).relative_to(self.root).as_posix().strip("."))
+        return found
+
+    def package(self, pkg: str) -> dict[str, Target]:
+        if pkg not in self._packages:
+            self._packages[pkg] = self._load_package(pkg)
+        return self._packages[pkg]
+
+    def target(self, label: Label, needed_by: str | None = None) -> Target:
+        where = f" (an input of {needed_by})" if needed_by else ""
+        build = self.root / label.package / BUILD_FILE
+        if not build.is_file():
+            raise UserError(f"unknown package //{label.package} for target {label}{where}: no {build.relative_to(self.root)}")
+        targets = self.package(label.package)
+        if label.name not in targets:
+            known = ", ".join(sorted(targets)) or "none"
+            raise UserError(f"unknown target {label}{where}; //{label.package} declares: {known}")
+        return targets[label.name]
+
+    def expand(self, pattern: Pattern) -> list[Label]:
+        if pattern.recursive:
+            labels = [t.label for pkg in self.all_packages(pattern.package) for t in self.package(pkg).values()]
+            if not labels:
+                raise UserError(f"pattern {pattern} matches no targets")
+            return labels
+        if pattern.name is None:
+            build = self.root / pattern.package / BUILD_FILE
+            if not build.is_file():
+                raise UserError(f"unknown package //{pattern.package}")
+            return [t.label for t in self.package(pattern.package).values()]
+        label = Label(pattern.package, pattern.name)
+        self.target(label)
+        return [label]
+
+    def _load_package(self, pkg: str) -> dict[str, Target]:
+        build = self.root / pkg / BUILD_FILE
+        rel = build.relative_to(self.root).as_posix()
+        decls, token = collecting()
+        try:
+            code = compile(build.read_text(), str(build), "exec")
+            exec(code, {"__name__": f"mlbuild.BUILD.{pkg}", "__file__": str(build)})
+        except (DeclarationError, SyntaxError) as exc:
+            raise UserError(f"malformed {rel}: {exc}") from None
+        except Exception as exc:
+            frame = next((f for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename == str(build)), None)
+            where = f":{frame.lineno}" if frame else ""
+            raise UserError(f"malformed {rel}{where}: {type(exc).__name__}: {exc}") from None
+        finally:
+            stop_collecting(token)
+        targets: dict[str, Target] = {}
+        for d in decls:
+            label = Label(pkg, d.name)
+            inputs: dict[str, Label | FileInput] = {}
+            for name, ref in d.inputs.items():
+                if isinstance(ref, File):
+                    inputs[name] = FileInput(self._resolve_path(pkg, ref.path, label, name))
+                else:
+                    try:
+                        inputs[name] = parse_label(ref, pkg)
+                    except UserError as exc:
+                        raise UserError(f"{label}: input {name!r}: {exc}") from None
+            rule_path, func = d.rule.rsplit(":", 1)
+            rule_file = self._resolve_path(pkg, rule_path, label, "rule")
+            if not (self.root / rule_file).is_file():
+                raise UserError(f"{label}: rule file {rule_file} does not exist")
+            targets[d.name] = Target(
+                label=label,
+                rule_file=rule_file,
+                rule_func=func,
+                inputs=inputs,
+                config=d.config,
+                image=d.image or self.config.workspace.image,
+                resources=d.resources,
+                tags=d.tags,
+                executor=d.executor,
+                build_file=rel,
+            )
+        return targets
+
+    def _resolve_path(self, pkg: str, path: str, label: Label, what: str) -> str:
+        rel = path[2:] if path.startswith("//") else os.path.normpath(os.path.join(pkg, path))
+        rel = Path(rel).as_posix()
+        if rel.startswith("../") or os.path.isabs(rel):
+            raise UserError(f"{label}: {what} path {path!r} points outside the workspace")
+        return rel

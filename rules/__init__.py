@@ -1,0 +1,1 @@
+"""What users write pipelines with: rules, targets, configs, sources and artifact encodings."""
