@@ -57,6 +57,11 @@ t0=$(now)
 PIP=("$PYTHON" -m pip)
 check() { "$PYTHON" "$REPO/tests/support/check_requirements.py" "$@"; }
 REQS="$REPO/tests/support/requirements-ci.txt"
+# A preinstalled awscli pins botocore exactly; s3fs's aiobotocore would otherwise move
+# botocore under it and `pip check` fails. Keep it in every resolve, at its version.
+keep=()
+awscli_v="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("awscli"))' 2>/dev/null || true)"
+if [ -n "$awscli_v" ]; then keep+=("awscli==$awscli_v"); fi
 if check -r "$REQS" 2>/dev/null; then
   log "pip: CI requirements already satisfied"
 else
@@ -65,11 +70,6 @@ else
   # torch first and alone, pinned: it comes from local disk; a resolver run that sees an
   # unpinned torch could otherwise go for a CUDA build.
   "${PIP[@]}" install --progress-bar off 'torch==2.13.0'
-  # A preinstalled awscli pins botocore exactly; s3fs's aiobotocore would otherwise move
-  # botocore under it and `pip check` fails. Keep it in the same resolve, at its version.
-  keep=()
-  awscli_v="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("awscli"))' 2>/dev/null || true)"
-  [ -n "$awscli_v" ] && keep+=("awscli==$awscli_v")
   "${PIP[@]}" install --progress-bar off -r "$REQS" "${keep[@]}"
 fi
 log "pip requirements done in $(since "$t0")"
@@ -92,7 +92,7 @@ PY
     log "pip: $dist already installed editable from $REPO"
   else
     log "pip: pip install -e .[$EXTRAS]"
-    "${PIP[@]}" install --progress-bar off -e "$REPO[$EXTRAS]"
+    "${PIP[@]}" install --progress-bar off -e "$REPO[$EXTRAS]" -r "$REQS" "${keep[@]}"
     $SUDO sh -c "printf '%s\n' '$want_stamp' > '$stamp'"
   fi
 else

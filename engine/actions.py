@@ -58,6 +58,7 @@ class ActionFactory:
         self._rules: dict[str, RuleInfo] = {}
         self._images: dict[str, str] = {}
         self._new_memo: dict[str, bytes] = {}
+        self._stored_envs: set[str] = set()
 
     def rule_info(self, target: Target) -> RuleInfo:
         rule_id = target.rule_id
@@ -131,12 +132,17 @@ class ActionFactory:
         info = self.rule_info(target)
         self.check_signature(target, info)
         env = self.env_manifest(target, info)
+        env_key = env_digest(env)
+        if env_key not in self._stored_envs:
+            # Lineage and `why` read the manifest back from the CAS by its digest.
+            self.store.cas.put_bytes(canonical_bytes(env))
+            self._stored_envs.add(env_key)
         spec = make_key_spec(
             rule=target.rule_id,
             code=info.code,
             inputs=self.input_digests(target, results),
             config=canonical_config(config, str(target.label)),
-            env=env_digest(env),
+            env=env_key,
         )
         return spec, info, env
 
