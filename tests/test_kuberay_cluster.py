@@ -165,19 +165,22 @@ class FakeKube:
             "spec": {"containers": [{"name": "ray-head", "image": "x"}]},
             "status": status,
         }
-        self.services[(ns, f"{name}-head-svc")] = {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": f"{name}-head-svc", "namespace": ns},
-            "spec": {
-                "type": "ClusterIP",
-                "ports": [
-                    {"name": "gcs-server", "port": 6379},
-                    {"name": "dashboard", "port": 8265},
-                    {"name": "client", "port": 10001},
-                ],
+        self.services.setdefault(
+            (ns, f"{name}-head-svc"),
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"{name}-head-svc", "namespace": ns},
+                "spec": {
+                    "type": "ClusterIP",
+                    "ports": [
+                        {"name": "gcs-server", "port": 6379},
+                        {"name": "dashboard", "port": 8265},
+                        {"name": "client", "port": 10001},
+                    ],
+                },
             },
-        }
+        )
 
     def reconcile(self, ns: str, name: str) -> None:
         script = self.scripts.setdefault(name, list(self.default_script))
@@ -514,3 +517,28 @@ def test_find_reusable_cluster_filters(fake: FakeKube, api: Any) -> None:
 
 def _fields(spec: ClusterSpec) -> dict[str, Any]:
     return {f: getattr(spec, f) for f in spec.__struct_fields__}
+
+
+def test_head_address_reaches_a_real_ray_head(fake: FakeKube, api: Any, ray_local: Any) -> None:
+    """The ``ray://`` address head_address() gives is one the Ray client connects to: the fake
+    head service is a LoadBalancer on 127.0.0.1 whose ``client`` port is the local head's Ray
+    client server (10001, the default of ``ray start --head``)."""
+    import ray
+
+    handle = create_cluster(make_spec(), api_client=api)
+    wait_ready(handle, timeout_s=10, poll_interval_s=0.01)
+    svc = fake.services[(NS, f"{handle.name}-head-svc")]
+    svc["spec"]["type"] = "LoadBalancer"
+    svc["status"] = {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+    address = head_address(handle, in_cluster=False)
+    assert address.url == "ray://127.0.0.1:10001" and address.port_forward is None
+
+    @ray.remote
+    def square(x: int) -> int:
+        return x * x
+
+    ray.init(address.url)
+    try:
+        assert ray.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
+    finally:
+        ray.shutdown()
