@@ -64,6 +64,10 @@ class CAS:
 
     def put_file(self, src: str | os.PathLike[str]) -> tuple[str, int]:
         """Copy a file in, hashing while copying; returns (digest, size)."""
+        if os.stat(src).st_size < CHUNK:
+            with open(src, "rb") as f:
+                data = f.read()
+            return self.put_bytes(data), len(data)
         fd, tmp_path = self._tempfile()
         h = xxhash.xxh3_128()
         size = 0

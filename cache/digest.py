@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 import xxhash
 
-# Large reads keep hashing close to the disk's read speed; one buffer is reused per call.
-CHUNK = 8 * 1024 * 1024
+# 1 MiB reads stay in the CPU cache between read and hash, which keeps hashing close to read speed.
+CHUNK = 1024 * 1024
 
 _canonical = msgspec.msgpack.Encoder(order="deterministic")
 

@@ -38,6 +38,9 @@ class Index:
             max_dbs=len(DBS) + 1,
             readahead=False,
             metasync=False,
+            # Durable against a killed process (the page cache keeps committed pages);
+            # an OS crash may undo the last transactions but never corrupts the index.
+            sync=False,
         )
         self.db = {
             name: self.env.open_db(name.encode(), dupsort=(name == "consumers")) for name in DBS

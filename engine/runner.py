@@ -37,23 +37,22 @@ class StepInputError(Exception):
 
 
 @contextlib.contextmanager
-def capture_output(log_path: Path) -> Iterator[None]:
-    """Send fd 1 and 2 (so subprocesses and C extensions too) to ``log_path``."""
+def capture_output(log: typing.BinaryIO) -> Iterator[None]:
+    """Send fd 1 and 2 (so subprocesses and C extensions too) to the file ``log``."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(log_path, "wb") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
 
 
 def _purge_project_modules(workspace: str) -> None:
@@ -94,14 +93,14 @@ def _wants_path(annotation: Any) -> bool:
     return any(a is Path for a in typing.get_args(annotation))
 
 
-def _input_value(inp: InputSpec, annotation: Any, spec: ActionSpec, cas: CAS, work: Path) -> Any:
+def _input_value(inp: InputSpec, annotation: Any, spec: ActionSpec, cas: CAS, work: Callable[[], Path]) -> Any:
     if inp.path is not None:
         return Path(spec.workspace) / inp.path
     refs = {r.name: r for r in inp.refs}
     if _wants_path(annotation) or "value" not in refs:
         if "files" not in refs:
             raise StepInputError(f"input {inp.name!r} is annotated as a Path but its target wrote no files")
-        dest = work / "inputs" / inp.name
+        dest = work() / "inputs" / inp.name
         materialize_tree(cas, refs["files"].digest, dest)
         return dest
     ref = refs["value"]
@@ -111,7 +110,7 @@ def _input_value(inp: InputSpec, annotation: Any, spec: ActionSpec, cas: CAS, wo
         raise StepInputError(f"input {inp.name!r} does not match its annotation {annotation!r}: {exc}") from None
 
 
-def prepare_arguments(fn: Callable[..., Any], spec: ActionSpec, cas: CAS, work: Path) -> dict[str, Any]:
+def prepare_arguments(fn: Callable[..., Any], spec: ActionSpec, cas: CAS, work: Callable[[], Path]) -> dict[str, Any]:
     hints = _hints(fn)
     inputs = {i.name: i for i in spec.inputs}
     kwargs: dict[str, Any] = {}
@@ -124,7 +123,8 @@ def prepare_arguments(fn: Callable[..., Any], spec: ActionSpec, cas: CAS, work: 
             except (msgspec.ValidationError, TypeError) as exc:
                 raise StepInputError(f"config does not fit {getattr(annotation, '__name__', annotation)}: {exc}") from None
         elif name == "out":
-            kwargs[name] = work / "out"
+            kwargs[name] = work() / "out"
+            kwargs[name].mkdir()
         elif name in inputs:
             kwargs[name] = _input_value(inputs[name], annotation, spec, cas, work)
         elif param.default is inspect.Parameter.empty:
@@ -147,12 +147,18 @@ def run_action(spec: ActionSpec, cas: CAS) -> ActionOutcome:
     """Run ``spec``; never raises for a failure of the step itself."""
     started = time.time()
     outcome = ActionOutcome(key=spec.key, started=started, host=socket.gethostname())
-    with tempfile.TemporaryDirectory(prefix="action-", dir=cas.tmp) as tmp:
-        work = Path(tmp)
-        (work / "out").mkdir()
-        log_path = work / "log"
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(tempfile.TemporaryFile(dir=cas.tmp, prefix="log-"))
+        # The scratch folder (output dir, materialized inputs) is made only if the step needs it.
+        work_dir: list[Path] = []
+
+        def work() -> Path:
+            if not work_dir:
+                work_dir.append(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="action-", dir=cas.tmp))))
+            return work_dir[0]
+
         value: Any = None
-        with capture_output(log_path):
+        with capture_output(log):
             try:
                 fn = load_rule(spec)
                 kwargs = prepare_arguments(fn, spec, cas, work)
@@ -163,21 +169,24 @@ def run_action(spec: ActionSpec, cas: CAS) -> ActionOutcome:
                 outcome.error, outcome.error_kind = _format_error(exc, spec.workspace), "step"
         if outcome.error is None:
             try:
-                outcome.outputs = _store_outputs(value, work / "out", spec, cas)
+                outcome.outputs = _store_outputs(value, work_dir[0] / "out" if work_dir else None, spec, cas)
                 outcome.pickled = any(o.codec == "pickle" for o in outcome.outputs)
             except artifacts.EncodingError as exc:
                 outcome.error, outcome.error_kind = f"its output cannot be encoded: {exc}", "output"
-        outcome.log_digest = cas.put_file(log_path)[0]
+        log.seek(0)
+        text = log.read()
+        if text:
+            outcome.log_digest = cas.put_bytes(text)
     outcome.finished = time.time()
     return outcome
 
 
-def _store_outputs(value: Any, out_dir: Path, spec: ActionSpec, cas: CAS) -> list[ArtifactRef]:
+def _store_outputs(value: Any, out_dir: Path | None, spec: ActionSpec, cas: CAS) -> list[ArtifactRef]:
     outputs: list[ArtifactRef] = []
     if value is not None:
         codec, data = artifacts.encode(value, spec.options.allow_pickle)
         outputs.append(ArtifactRef("value", cas.put_bytes(data), typing.cast(Any, codec), len(data)))
-    if any(out_dir.iterdir()):
+    if out_dir is not None and out_dir.is_dir() and any(out_dir.iterdir()):
         digest, size = put_tree(cas, out_dir)
         outputs.append(ArtifactRef("files", digest, "tree", size))
     return outputs
