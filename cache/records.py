@@ -79,6 +79,8 @@ class ActionResult(msgspec.Struct):
     host: str = ""
     executor: str = "local"
     pickled: bool = False
+    # input name -> workspace path of the source file or directory it was read from (lineage)
+    sources: dict[str, str] = {}
 
     def result_digest(self) -> str:
         """The digest a downstream action sees for this whole result."""

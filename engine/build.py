@@ -306,6 +306,7 @@ class _BuildState:
             host=outcome.host,
             executor=self.b.executor_name,
             pickled=outcome.pickled,
+            sources={i.name: i.path for i in spec.inputs if i.path is not None},
         )
         self.b.store.index.put_action(result)
         if self.b.remote is not None:
