@@ -1,0 +1,283 @@
+"""The build end to end through the CLI, on small workspaces written by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RULES = '''
+from pathlib import Path
+from mlbuild import rule, Config
+
+
+class ScaleConfig(Config):
+    factor: int = 2
+
+
+def double(x):
+    return x * 2
+
+
+@rule
+def source(config: dict) -> list:
+    return list(range(config["n"]))
+
+
+@rule
+def scale(numbers: list, config: ScaleConfig) -> list:
+    return [double(x) * config.factor for x in numbers]
+
+
+@rule
+def total(numbers: list, out: Path) -> int:
+    (out / "total.txt").write_text(str(sum(numbers)))
+    print("summing", len(numbers), "numbers")
+    return sum(numbers)
+
+
+@rule
+def read_file(path: Path) -> str:
+    return path.read_text().upper()
+
+
+@rule
+def boom(numbers: list) -> int:
+    raise ValueError("the step exploded on purpose")
+
+
+@rule
+def unencodable(numbers: list) -> object:
+    return object()
+'''
+
+BUILD = '''
+from mlbuild import target, File
+
+target(name="source", rule="rules.py:source", config={"n": 5})
+target(name="scaled", rule="rules.py:scale", inputs={"numbers": ":source"}, config={"factor": 3})
+target(name="total", rule="rules.py:total", inputs={"numbers": ":scaled"})
+target(name="text", rule="rules.py:read_file", inputs={"path": File("data.txt")})
+'''
+
+
+def mlbuild(ws: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mlbuild {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def build_json(ws: Path, *args: str) -> dict[str, Any]:
+    proc = mlbuild(ws, *args, "--json")
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    (root / "pkg").mkdir(parents=True)
+    (root / "mlbuild.toml").write_text("[workspace]\nname = 'test'\n")
+    (root / "pkg" / "rules.py").write_text(RULES)
+    (root / "pkg" / "BUILD.py").write_text(BUILD)
+    (root / "pkg" / "data.txt").write_text("hello")
+    return root
+
+
+def test_build_then_noop_then_partial_rebuild(ws: Path) -> None:
+    first = build_json(ws, "build", "//pkg:total")
+    assert first["actions"] == {"total": 3, "cached": 0, "remote_hits": 0, "executed": 3, "failed": 0, "skipped": 0}
+    assert set(first["outputs"]["//pkg:total"]) == {"value", "files"}
+    assert (ws / "mlbuild-out" / "pkg" / "total" / "total.txt").read_text() == str(sum(x * 2 * 3 for x in range(5)))
+
+    again = build_json(ws, "//pkg:total")
+    assert again["actions"]["executed"] == 0 and again["actions"]["cached"] == 3
+    assert again["outputs"] == first["outputs"]
+
+    # A config change rebuilds that step and what depends on it, not what it depends on.
+    build = ws / "pkg" / "BUILD.py"
+    build.write_text(build.read_text().replace('{"factor": 3}', '{"factor": 4}'))
+    changed = build_json(ws, "//pkg:total")
+    assert changed["actions"]["executed"] == 2 and changed["actions"]["cached"] == 1
+
+
+def test_helper_edit_rebuilds_and_reformat_does_not(ws: Path) -> None:
+    build_json(ws, "//pkg:total")
+    rules = ws / "pkg" / "rules.py"
+    rules.write_text(rules.read_text().replace("def double(x):\n    return x * 2", "def double(x):\n    # a comment\n    return (\n        x * 2\n    )"))
+    assert build_json(ws, "//pkg:total")["actions"]["executed"] == 0
+    rules.write_text(rules.read_text().replace("x * 2\n", "x * 5\n"))
+    assert build_json(ws, "//pkg:total")["actions"]["executed"] == 2
+
+
+def test_file_inputs_hash_by_content(ws: Path) -> None:
+    assert build_json(ws, "//pkg:text")["actions"]["executed"] == 1
+    data = ws / "pkg" / "data.txt"
+    data.write_text("hello")  # same content, new mtime
+    assert build_json(ws, "//pkg:text")["actions"]["executed"] == 0
+    data.write_text("world")
+    assert build_json(ws, "//pkg:text")["actions"]["executed"] == 1
+    assert "WORLD" in mlbuild(ws, "show", "//pkg:text").stdout
+
+
+def test_set_overrides_a_config_field(ws: Path) -> None:
+    base = build_json(ws, "//pkg:scaled")
+    over = build_json(ws, "//pkg:scaled", "--set", "//pkg:scaled.factor=10")
+    assert over["actions"]["executed"] == 1 and over["actions"]["cached"] == 1
+    assert over["outputs"] != base["outputs"]
+
+
+def test_noop_build_imports_no_rule_module(ws: Path, tmp_path: Path) -> None:
+    # The rules import a "heavy" third-party module that records every import of it.
+    site = tmp_path / "site"
+    site.mkdir()
+    marker = tmp_path / "imported.log"
+    (site / "heavy_dependency.py").write_text(f"open({str(marker)!r}, 'a').write('imported\\n')\n")
+    rules = ws / "pkg" / "rules.py"
+    rules.write_text("import heavy_dependency\n" + rules.read_text())
+    env = dict(os.environ, PYTHONPATH=str(site))
+    subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:total", "-q"], cwd=ws, env=env, check=True, capture_output=True)
+    assert marker.exists()  # the cold build ran the steps, which imported it
+    marker.unlink()
+    probe = textwrap.dedent("""
+        import sys
+        from mlbuild.engine.cli import main
+        code = main(["//pkg:total", "-q"])
+        leaked = sorted(m for m in sys.modules if m in ("heavy_dependency", "rules", "pkg.rules") or m.startswith("networkx"))
+        print("LEAKED", leaked)
+        sys.exit(code)
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ws, env=env, capture_output=True, text=True, check=True)
+    assert "LEAKED []" in out.stdout
+    assert not marker.exists()
+
+
+def test_errors_are_one_clear_message(ws: Path) -> None:
+    cases = {
+        "//pkg:nope": "unknown target //pkg:nope",
+        "//nopkg:x": "unknown package //nopkg",
+        "//pkg:total:x": "invalid target name",
+    }
+    for label, message in cases.items():
+        proc = mlbuild(ws, label, check=False)
+        assert proc.returncode != 0
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _add(ws: Path, text: str) -> None:
+    build = ws / "pkg" / "BUILD.py"
+    build.write_text(build.read_text() + textwrap.dedent(text))
+
+
+def test_cycle_is_printed(ws: Path) -> None:
+    _add(ws, """
+        target(name="a", rule="rules.py:scale", inputs={"numbers": ":b"})
+        target(name="b", rule="rules.py:scale", inputs={"numbers": ":a"})
+    """)
+    proc = mlbuild(ws, "//pkg:a", check=False)
+    assert proc.returncode == 2
+    assert "dependency cycle: //pkg:a -> //pkg:b -> //pkg:a" in proc.stderr
+
+
+def test_input_mismatches_fail_before_running(ws: Path) -> None:
+    _add(ws, """
+        target(name="missing", rule="rules.py:scale")
+        target(name="extra", rule="rules.py:source", inputs={"bogus": ":source"}, config={"n": 1})
+    """)
+    proc = mlbuild(ws, "//pkg:missing", check=False)
+    assert proc.returncode == 2 and "//pkg:missing: rule pkg/rules.py:scale needs input 'numbers'" in proc.stderr
+    proc = mlbuild(ws, "//pkg:extra", check=False)
+    assert proc.returncode == 2 and "has no parameter 'bogus'" in proc.stderr
+
+
+def test_mistyped_config_and_bad_files(ws: Path) -> None:
+    _add(ws, """
+        target(name="badcfg", rule="rules.py:scale", inputs={"numbers": ":source"}, config={"factor": "three"})
+    """)
+    proc = mlbuild(ws, "//pkg:badcfg", check=False)
+    assert proc.returncode == 1
+    assert "FAILED //pkg:badcfg" in proc.stderr and "config does not fit ScaleConfig" in proc.stderr
+    (ws / "pkg" / "BUILD.py").write_text("target(name=)\n")
+    proc = mlbuild(ws, "//pkg:x", check=False)
+    assert proc.returncode == 2 and "malformed pkg/BUILD.py" in proc.stderr and "Traceback" not in proc.stderr
+    (ws / "mlbuild.toml").write_text("[workspace\n")
+    proc = mlbuild(ws, "//pkg:x", check=False)
+    assert proc.returncode == 2 and "bad workspace configuration" in proc.stderr
+
+
+def test_failing_step_keeps_what_was_built(ws: Path) -> None:
+    _add(ws, """
+        target(name="boom", rule="rules.py:boom", inputs={"numbers": ":scaled"})
+        target(name="after", rule="rules.py:total", inputs={"numbers": ":boom"})
+        target(name="bad_output", rule="rules.py:unencodable", inputs={"numbers": ":source"})
+    """)
+    proc = mlbuild(ws, "//pkg:after", "--json", check=False)
+    assert proc.returncode == 1
+    assert "FAILED //pkg:boom" in proc.stderr and "ValueError: the step exploded on purpose" in proc.stderr
+    assert 'rules.py", line' in proc.stderr  # the user's traceback, not mlbuild's
+    summary = json.loads(proc.stdout)
+    assert summary["actions"]["failed"] == 1 and summary["actions"]["skipped"] == 1
+    # What was built before the failure is cached.
+    assert build_json(ws, "//pkg:scaled")["actions"]["executed"] == 0
+    proc = mlbuild(ws, "//pkg:bad_output", check=False)
+    assert proc.returncode == 1 and "its output cannot be encoded" in proc.stderr
+
+
+def test_keep_going_builds_independent_targets(ws: Path) -> None:
+    _add(ws, """
+        target(name="boom", rule="rules.py:boom", inputs={"numbers": ":source"})
+    """)
+    proc = mlbuild(ws, "//pkg:boom", "//pkg:text", "-k", "-j", "1", "--json", check=False)
+    assert proc.returncode == 1
+    summary = json.loads(proc.stdout)
+    assert "//pkg:text" in summary["outputs"] and summary["actions"]["failed"] == 1
+
+
+def test_patterns_relative_labels_and_query(ws: Path) -> None:
+    assert build_json(ws, "//...")["actions"]["total"] == 4
+    pkg = ws / "pkg"
+    assert mlbuild(pkg, ":total", "--json").returncode == 0
+    assert mlbuild(ws.parent, "-C", str(ws), "//pkg:all").returncode == 0
+    assert mlbuild(ws, "query", "deps(//pkg:total)").stdout.split() == ["//pkg:scaled", "//pkg:source", "//pkg:total"]
+    assert mlbuild(ws, "query", "rdeps(//..., //pkg:source)").stdout.split() == ["//pkg:scaled", "//pkg:source", "//pkg:total"]
+    assert mlbuild(ws, "query", "//pkg/...").stdout.split() == ["//pkg:scaled", "//pkg:source", "//pkg:text", "//pkg:total"]
+    assert mlbuild(ws, "query", "deps(//pkg:total, 1)").stdout.split() == ["//pkg:scaled", "//pkg:total"]
+
+
+def test_show_clean_and_gc(ws: Path, tmp_cache_dir: Path) -> None:
+    build_json(ws, "//pkg:total")
+    shown = json.loads(mlbuild(ws, "show", "//pkg:total", "--json").stdout)["//pkg:total"]
+    assert shown["value"] == sum(x * 6 for x in range(5))
+    assert Path(shown["files"], "total.txt").exists()
+    mlbuild(ws, "clean")
+    assert not (ws / "mlbuild-out").exists()
+    assert build_json(ws, "//pkg:total")["actions"]["executed"] == 0  # the cache survived clean
+
+    # Make the oldest entries the ones to go, then shrink the cache to almost nothing.
+    build_json(ws, "//pkg:text")
+    out = mlbuild(ws, "cache", "gc", "--max-size", "40").stdout
+    assert "evicted" in out
+    from mlbuild.cache.store import LocalStore
+
+    store = LocalStore(tmp_cache_dir)
+    kept = list(store.index.iter_actions())
+    for result in kept:  # every kept entry's blobs are still there and intact
+        for o in result.outputs:
+            store.cas.verified_path(o.digest)
+    assert len(kept) < 4
+    proc = mlbuild(ws, "cache", "gc", "--max-size", "lots", check=False)
+    assert proc.returncode == 2 and "bad size" in proc.stderr
+
+
+def test_version_and_module_entry_point(ws: Path) -> None:
+    out = subprocess.run(["mlbuild", "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("mlbuild ")
+    assert "build" in mlbuild(ws, "--help").stdout
