@@ -120,3 +120,22 @@ class BuildRecord(msgspec.Struct):
     executor: str = "local"
     actions: list[BuildAction] = []
     overrides: dict[str, Any] = {}
+
+
+class RemoteStats(msgspec.Struct, kw_only=True):
+    """What one build or command did with the remote cache; kept for ``mlbuild cache stats``."""
+
+    url: str = ""
+    state: Literal["unused", "available", "unavailable"] = "unused"
+    reason: str | None = None  # why the remote became unavailable
+    calls: int = 0  # remote operations attempted
+    hits: int = 0
+    misses: int = 0
+    rejected: int = 0  # entries found but refused (signature, pickled, wrong key)
+    corrupt: int = 0  # downloaded blobs whose bytes did not match their digest
+    blobs_down: int = 0
+    bytes_down: int = 0
+    blobs_up: int = 0
+    bytes_up: int = 0
+    entries_up: int = 0
+    finished: float = 0.0

@@ -56,6 +56,7 @@ class BuildResult(msgspec.Struct):
     record: BuildRecord
     results: dict[str, ActionResult]
     failures: dict[str, str]
+    remote: dict[str, Any] | None = None  # the remote session's summary, when one was used
 
     def counts(self) -> dict[str, int]:
         statuses = [a.status for a in self.record.actions]
@@ -255,6 +256,8 @@ class _BuildState:
             status = "cached"
             if hit is None and self.b.remote is not None:
                 hit = self.b.remote.lookup(spec.key)
+                if hit is not None and self._unfetchable(label, hit):
+                    hit = None  # its outputs can't be had intact from the remote: run it here
                 if hit is not None:
                     status = "remote"
                     self.b.store.index.put_action(hit)
@@ -268,6 +271,12 @@ class _BuildState:
                 self.reexecute(dep, label)
                 return
         self.submit(label, spec)
+
+    def _unfetchable(self, label: Label, hit: ActionResult) -> bool:
+        """A remote hit on a target to materialize is taken only if its outputs arrive intact;
+        other hits are taken without their bytes ("build without the bytes")."""
+        wanted = label in self.plan.requested and self.b.options.materialize
+        return wanted and not self.b.ensure_local(hit.outputs)
 
     def submit(self, label: Label, spec: Any) -> None:
         self.b.reporter.action_started(str(label))
@@ -365,7 +374,28 @@ def summary_line(result: BuildResult, seconds: float) -> str:
     if c["skipped"]:
         parts.append(f"{c['skipped']} skipped")
     word = "FAILED" if result.failures else "OK"
-    return f"{word}: build {result.record.id}: " + ", ".join(parts) + f" in {seconds:.2f}s"
+    line = f"{word}: build {result.record.id}: " + ", ".join(parts) + f" in {seconds:.2f}s"
+    return line + (remote_summary(result.remote) if result.remote else "")
+
+
+def remote_summary(remote: dict[str, Any]) -> str:
+    """``; remote s3://…: available, 2.1 MB down, 0 B up`` for the summary line."""
+    state = remote.get("state", "unused")
+    text = {"unused": "not contacted", "available": "available"}.get(state, "UNAVAILABLE")
+    if state == "unavailable" and remote.get("reason"):
+        text += f" ({remote['reason']})"
+    if state != "unused":
+        text += f", {_bytes(remote.get('bytes_down', 0))} down, {_bytes(remote.get('bytes_up', 0))} up"
+    return f"; remote {remote.get('url', '')}: {text}"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
 
 
 def raise_for_failures(result: BuildResult) -> None:

@@ -63,7 +63,9 @@ class Executor(Protocol):
 
 
 class RemoteCache(Protocol):
-    """A cache shared between machines. Every method may raise ``RemoteUnavailable``."""
+    """A cache shared between machines. Any method may raise ``RemoteUnavailable`` or any
+    other error of its transport; ``get_action`` raises ``InvalidEntry`` for an entry that
+    exists but must not be used (bad signature, another action's entry, undecodable)."""
 
     url: str
 
@@ -73,8 +75,9 @@ class RemoteCache(Protocol):
 
     def has_blob(self, digest: str) -> bool: ...
 
-    def fetch_blob(self, digest: str, dest: str) -> None:
-        """Download a blob to ``dest`` (a path); the caller verifies its digest."""
+    def fetch_blob(self, digest: str, dest: str, size_hint: int | None = None) -> str:
+        """Download a blob to ``dest`` (a path) and return the digest of the bytes written,
+        computed while streaming; the caller compares it with ``digest`` before use."""
         ...
 
     def push_blob(self, digest: str, src: str) -> None: ...
@@ -82,3 +85,7 @@ class RemoteCache(Protocol):
 
 class RemoteUnavailable(Exception):
     """The remote cache could not be reached in time; the build goes on locally."""
+
+
+class InvalidEntry(Exception):
+    """A remote action entry exists but must not be used; it counts as a miss."""

@@ -35,8 +35,13 @@ def execute(
     no_cache: bool | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     materialize: bool = True,
+    executor_factory: Any = None,
 ) -> BuildResult:
-    """Plan and run a build of ``labels`` with the command-line options in ``args``."""
+    """Plan and run a build of ``labels`` with the command-line options in ``args``.
+
+    ``executor_factory`` replaces the configured executor (``fetch`` passes one that refuses
+    to run anything, so that it only ever takes results from the caches).
+    """
     from mlbuild.engine.planner import plan
 
     started = time.perf_counter()
@@ -67,13 +72,16 @@ def execute(
 
     remote = remote_session(args, ctx)
     reporter = make_reporter(quiet=args.quiet)
-    builder = Builder(ctx.ws, ctx.store, factory, make_executor, reporter, options, remote=remote, executor_name=executor_name)
+    builder = Builder(ctx.ws, ctx.store, factory, executor_factory or make_executor, reporter, options,
+                      remote=remote, executor_name=executor_name)
     try:
         result = builder.run(the_plan)
     finally:
         reporter.close()
         if remote is not None:
             remote.close()
+    if remote is not None:
+        result.remote = remote.summary()
     reporter.finish(summary_line(result, time.perf_counter() - started))
     return result
 
@@ -85,6 +93,7 @@ def json_summary(result: BuildResult, remote: Any = None) -> dict[str, Any]:
         "targets": result.record.targets,
         "actions": result.counts(),
         "remote_hits": result.counts()["remote_hits"],
+        "remote": result.remote,
         "outputs": {
             label: {o.name: o.digest for o in r.outputs}
             for label, r in result.results.items()

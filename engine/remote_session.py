@@ -1,0 +1,348 @@
+"""One build's conversation with the remote cache: lookups, downloads, uploads, their stats.
+
+The build calls three things (``RemoteSessionLike`` in build.py): ``lookup``, ``ensure_local``
+and ``publish``. The session guarantees that a remote which is down, slow or failing never
+fails a build: every remote call runs on a bounded thread pool with a deadline; the first
+failure or timeout marks the session *unavailable*, after which every call answers at once as
+a miss and the build goes on locally.
+
+It connects lazily: a build that finds everything in the local cache never touches the remote
+(``stats.calls`` stays 0). Every downloaded blob is verified against its digest before it is
+adopted into the local CAS; results that pickle (``ActionResult.pickled``) never move.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
+
+import msgspec
+from mlbuild.cache.cas import CorruptBlob, MissingBlob
+from mlbuild.cache.records import ActionResult, ArtifactRef, RemoteStats
+from mlbuild.cache.store import LocalStore
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.interfaces import InvalidEntry, RemoteCache
+
+__all__ = ["RemoteSession", "last_stats", "open_session", "storage_options"]
+
+T = TypeVar("T")
+
+# A transfer's deadline is the configured timeout plus its size at this (slow) rate, so a large
+# blob on a slow link is not cut off while a stalled one still ends.
+MIN_RATE = 4 * 1024 * 1024  # bytes per second
+# Above this size an upload first asks whether the remote has the blob; below it, a PUT costs
+# no more than the question, and content-addressed writes are idempotent.
+CHECK_BEFORE_UPLOAD = 1024 * 1024
+STATS_MEMO = "remote-stats:last"
+
+
+class _Down(Exception):
+    """The remote is (now) unavailable; the caller treats it as a miss."""
+
+
+class RemoteSession:
+    """The remote cache as one build sees it. Thread-safe; ``close`` once at the end."""
+
+    def __init__(self, cache: RemoteCache, store: LocalStore, *, upload: bool = True,
+                 timeout: float = 5.0, jobs: int = 8,
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.cache = cache
+        self.store = store
+        self.upload = upload
+        self.timeout = timeout
+        self.jobs = max(1, jobs)
+        self.stats = RemoteStats(url=cache.url)
+        self._warn = warn or _stderr_warning
+        self._lock = threading.Lock()
+        self._transfers: ThreadPoolExecutor | None = None
+        self._publisher: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+        self._bad: set[str] = set()  # digests seen corrupt on the remote: re-upload them
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        return self.stats.state != "unavailable"
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._transfers is None:
+                self._transfers = ThreadPoolExecutor(self.jobs, thread_name_prefix="mlbuild-remote")
+            return self._transfers
+
+    def _mark_down(self, reason: str) -> None:
+        with self._lock:
+            if self.stats.state != "unavailable":
+                self.stats.state = "unavailable"
+                self.stats.reason = reason
+                first = True
+            else:
+                first = False
+        if first:
+            self._warn(f"remote cache {self.cache.url} is unavailable ({reason}); going on locally")
+
+    def _count_call(self) -> None:
+        with self._lock:
+            self.stats.calls += 1
+            if self.stats.state == "unused":
+                self.stats.state = "available"
+
+    def _call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        """``fn(*args)`` on the pool, within the deadline; any failure makes the remote down."""
+        if not self.available:
+            raise _Down()
+        self._count_call()
+        future = self._pool().submit(fn, *args)
+        try:
+            return future.result(timeout=timeout or self.timeout)
+        except InvalidEntry:
+            raise
+        except TimeoutError:
+            future.cancel()
+            self._mark_down(f"no answer within {timeout or self.timeout:.1f}s")
+            raise _Down() from None
+        except Exception as exc:  # any transport error: the build must go on without it
+            self._mark_down(_describe(exc))
+            raise _Down() from None
+
+    def _deadline(self, nbytes: int) -> float:
+        return self.timeout + nbytes / MIN_RATE
+
+    # -- what the build calls ------------------------------------------------------------
+
+    def lookup(self, key: str) -> ActionResult | None:
+        """The remote's entry for ``key``, or None (a miss, a refused entry, or no remote)."""
+        try:
+            result = self._call(self.cache.get_action, key)
+        except _Down:
+            return None
+        except InvalidEntry as exc:
+            with self._lock:
+                self.stats.rejected += 1
+                self.stats.misses += 1
+            self._warn(f"remote cache: rejected {exc}")
+            return None
+        with self._lock:
+            if result is None:
+                self.stats.misses += 1
+            elif result.pickled or any(o.codec == "pickle" for o in result.outputs):
+                # Nothing from a shared cache is unpickled: such an entry is not used.
+                self.stats.rejected += 1
+                self.stats.misses += 1
+                result = None
+            else:
+                self.stats.hits += 1
+        return result
+
+    def ensure_local(self, refs: list[ArtifactRef]) -> bool:
+        """Download the refs' blobs missing from the local CAS; False unless all arrived intact.
+
+        Only the blobs named are fetched (a tree's entries are the caller's to ask for).
+        """
+        if any(r.codec == "pickle" for r in refs):
+            return False
+        wanted = {r.digest: r.size for r in refs if not self.store.cas.has(r.digest)}
+        if not wanted:
+            return True
+        if not self.available:
+            return False
+        futures = [self._pool().submit(self._download, d, size) for d, size in wanted.items()]
+        done, not_done = wait(futures, timeout=self._deadline(sum(wanted.values())))
+        if not_done:
+            for f in not_done:
+                f.cancel()
+            self._mark_down("a download did not finish in time")
+            return False
+        return all(f.result() for f in done)
+
+    def _download(self, digest: str, size: int) -> bool:
+        if not self.available:
+            return False
+        self._count_call()
+        fd, tmp = self.store.cas._tempfile()
+        os.close(fd)
+        try:
+            actual = self.cache.fetch_blob(digest, tmp, size)
+        except FileNotFoundError:
+            os.unlink(tmp)
+            with self._lock:
+                self.stats.misses += 1
+            self._warn(f"remote cache: blob {digest} is missing on the remote")
+            return False
+        except Exception as exc:  # a transport error: the remote is gone for this build
+            os.unlink(tmp)
+            self._mark_down(_describe(exc))
+            return False
+        if actual != digest:
+            os.unlink(tmp)
+            with self._lock:
+                self.stats.corrupt += 1
+                self.stats.misses += 1
+                self._bad.add(digest)
+            self._warn(f"remote cache: blob {digest} is corrupt on the remote (its bytes hash to "
+                       f"{actual}); not used")
+            return False
+        got = os.path.getsize(tmp)
+        self.store.cas.adopt_file(tmp, digest)
+        with self._lock:
+            self.stats.blobs_down += 1
+            self.stats.bytes_down += got
+        return True
+
+    def publish(self, result: ActionResult) -> None:
+        """Upload a result in the background: its blobs first, then its entry."""
+        if not self.upload or not self.available or result.pickled:
+            return
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = ThreadPoolExecutor(2, thread_name_prefix="mlbuild-publish")
+            self._pending.append(self._publisher.submit(self._publish, result))
+
+    def publish_now(self, result: ActionResult) -> bool:
+        """Upload a result and wait; True when its entry is on the remote."""
+        if result.pickled or not self.available:
+            return False
+        return self._publish(result)
+
+    def _publish(self, result: ActionResult) -> bool:
+        try:
+            blobs = self._blobs_of(result)
+        except (CorruptBlob, MissingBlob) as exc:
+            self._warn(f"remote cache: not publishing {result.label}: {exc}")
+            return False
+        futures = [self._pool().submit(self._upload, d, size) for d, size in blobs.items()]
+        done, not_done = wait(futures, timeout=self._deadline(sum(blobs.values())))
+        if not_done:
+            for f in not_done:
+                f.cancel()
+            self._mark_down("an upload did not finish in time")
+            return False
+        if not all(f.result() for f in done):
+            return False  # no entry without all of its blobs
+        try:
+            self._call(self.cache.put_action, result)
+        except (_Down, InvalidEntry):
+            return False
+        with self._lock:
+            self.stats.entries_up += 1
+        return True
+
+    def _blobs_of(self, result: ActionResult) -> dict[str, int]:
+        from mlbuild.cache.trees import read_tree
+
+        blobs: dict[str, int] = {}
+        for ref in result.outputs:
+            blobs[ref.digest] = self.store.cas.size(ref.digest) if ref.codec == "tree" else ref.size
+            if ref.codec == "tree":
+                for entry in read_tree(self.store.cas, ref.digest):
+                    blobs[entry.digest] = entry.size
+        if result.log_digest and self.store.cas.has(result.log_digest):
+            blobs[result.log_digest] = self.store.cas.size(result.log_digest)
+        return blobs
+
+    def _upload(self, digest: str, size: int) -> bool:
+        if not self.available:
+            return False
+        try:
+            self._count_call()
+            if size > CHECK_BEFORE_UPLOAD and digest not in self._bad and self.cache.has_blob(digest):
+                return True
+            self.cache.push_blob(digest, str(self.store.cas.path(digest)))
+        except Exception as exc:  # a transport error (a missing local blob is caught earlier)
+            self._mark_down(_describe(exc))
+            return False
+        with self._lock:
+            self.stats.blobs_up += 1
+            self.stats.bytes_up += size
+        return True
+
+    # -- the end -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Wait for uploads in flight (each bounded by its deadline), record the stats."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+        for pool in (self._publisher, self._transfers):
+            if pool is not None:
+                pool.shutdown(wait=self.available, cancel_futures=True)
+        self.stats.finished = time.time()
+        self.store.index.memo_put_many("memo", {STATS_MEMO: msgspec.to_builtins(self.stats)})
+
+    def summary(self) -> dict[str, Any]:
+        """The remote's part of a build summary (``--json`` and the summary line)."""
+        out: dict[str, Any] = msgspec.to_builtins(self.stats)
+        out.pop("finished", None)
+        return out
+
+
+def last_stats(store: LocalStore) -> RemoteStats | None:
+    """The stats of the last build or command that used a remote, as ``close`` recorded them."""
+    raw = store.index.memo_get("memo", STATS_MEMO)
+    return None if raw is None else msgspec.convert(raw, RemoteStats)
+
+
+def storage_options(url: str, timeout: float) -> dict[str, Any]:
+    """fsspec storage options for ``url``: ``MLBUILD_REMOTE_OPTIONS`` (a JSON object) over
+    defaults that bound every S3 request by ``timeout`` and honour ``AWS_ENDPOINT_URL``."""
+    raw = os.environ.get("MLBUILD_REMOTE_OPTIONS", "")
+    try:
+        given = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise UserError(f"MLBUILD_REMOTE_OPTIONS is not valid JSON: {exc}") from None
+    if not isinstance(given, dict):
+        raise UserError("MLBUILD_REMOTE_OPTIONS must be a JSON object of fsspec storage options")
+    if not url.startswith(("s3://", "s3a://")):
+        return given
+    options: dict[str, Any] = {
+        "config_kwargs": {"connect_timeout": timeout, "read_timeout": max(timeout, 30.0),
+                          "retries": {"max_attempts": 2, "mode": "standard"}},
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    for name, value in given.items():
+        if isinstance(value, dict) and isinstance(options.get(name), dict):
+            options[name] = {**options[name], **value}
+        else:
+            options[name] = value
+    return options
+
+
+def open_session(url: str, args: Any, ctx: Any) -> RemoteSession:
+    """The session for ``url`` with the command line's and mlbuild.toml's settings."""
+    from mlbuild.engine.backends import remote_cache_class
+
+    config = ctx.ws.config.cache
+    flag = getattr(args, "remote_upload", None)
+    env_upload = os.environ.get("MLBUILD_REMOTE_UPLOAD", "").strip().lower()
+    if flag is not None:
+        upload = flag == "true"
+    elif env_upload:
+        upload = env_upload not in ("0", "false", "no")
+    else:
+        upload = bool(config.remote_upload)
+    timeout = getattr(args, "remote_timeout", None) or config.remote_timeout
+    key = os.environ.get("MLBUILD_CACHE_KEY", "")
+    cache = remote_cache_class()(url, storage_options=storage_options(url, timeout),
+                                 signing_key=key.encode() if key else None)
+    jobs = getattr(args, "jobs", None) or 8
+    return RemoteSession(cache, ctx.store, upload=upload, timeout=timeout, jobs=max(8, jobs))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+
+
+def _stderr_warning(message: str) -> None:
+    sys.stderr.write(f"mlbuild: warning: {message}\n")
+    sys.stderr.flush()
