@@ -29,7 +29,7 @@ def _is_tensor(value: Any) -> bool:
 def _array_ext(code: int, arr: Any) -> msgspec.msgpack.Ext:
     import numpy as np
 
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr, order="C")
     if arr.dtype.hasobject:
         raise EncodingError("numpy arrays of Python objects have no canonical encoding")
     header = msgspec.msgpack.encode([arr.dtype.str, list(arr.shape)])
@@ -86,7 +86,7 @@ def encode(value: Any, allow_pickle: bool = False) -> tuple[str, bytes]:
         if value.dtype.hasobject:
             raise EncodingError("numpy arrays of Python objects have no canonical encoding")
         buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.ascontiguousarray(value), allow_pickle=False)
+        np.lib.format.write_array(buf, np.asarray(value, order="C"), allow_pickle=False)
         return "npy", buf.getvalue()
     if _is_tensor(value) or _tensor_dict(value):
         from safetensors.torch import save
