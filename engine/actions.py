@@ -4,7 +4,7 @@ input digests, and the KeySpec and ActionSpec of each target."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -109,6 +109,16 @@ class ActionFactory:
                 raise UserError(f"{target.label}: needs image {ref!r} but no image resolver is available")
             self._images[ref] = self.resolve_image(ref)
         return self._images[ref]
+
+    def resolve_images(self, targets: Iterable[Target]) -> None:
+        """Resolve every image the targets name now, so that an unknown one fails the build
+        before any step runs; the error names the target."""
+        for target in targets:
+            try:
+                self.image_digest(target, self.rule_info(target))
+            except UserError as exc:
+                message = str(exc)
+                raise UserError(message if message.startswith(str(target.label)) else f"{target.label}: {message}") from None
 
     def env_manifest(self, target: Target, info: RuleInfo) -> EnvManifest:
         image = self.image_digest(target, info)

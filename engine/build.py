@@ -105,6 +105,7 @@ class Builder:
         self.executor_factory = executor_factory
         self.executor_name = executor_name
         self._executor: Executor | None = None
+        self.build_id: str | None = None  # set when run() starts; executors label their work with it
         self.reporter = reporter
         self.options = options
         self.remote = remote
@@ -134,6 +135,7 @@ class Builder:
             overrides=self.options.overrides,
         )
         self.store.index.put_build(record)
+        self.build_id = record.id
         state = _BuildState(self, plan, record)
         try:
             state.loop()

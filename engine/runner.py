@@ -199,6 +199,10 @@ _cas_cache: dict[str, CAS] = {}
 
 def run_encoded(spec_bytes: bytes, cas_root: str) -> bytes:
     """Entry point for worker processes: msgpack in, msgpack out (no pickled Structs)."""
-    spec = _decode_spec.decode(spec_bytes)
     cas = _cas_cache.get(cas_root) or _cas_cache.setdefault(cas_root, CAS(cas_root))
-    return _encode_outcome.encode(run_action(spec, cas))
+    return run_encoded_with(spec_bytes, cas)
+
+
+def run_encoded_with(spec_bytes: bytes, cas: CAS) -> bytes:
+    """``run_encoded`` against a CAS object (a container's read-only CAS with a writable overlay)."""
+    return _encode_outcome.encode(run_action(_decode_spec.decode(spec_bytes), cas))

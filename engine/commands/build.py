@@ -59,7 +59,8 @@ def execute(
     cas_root = str(ctx.store.cas.root)
 
     def make_executor() -> Any:
-        return cls(cas_root=cas_root, jobs=options.jobs, workspace=str(ctx.ws.root), **executor_options(args))
+        return cls(cas_root=cas_root, jobs=options.jobs, workspace=str(ctx.ws.root), build_id=builder.build_id,
+                   **executor_options(args))
 
     resolve_image = None
     if any(t.image for t in the_plan.targets.values()) or executor_name in ("docker", "kuberay"):
@@ -67,6 +68,8 @@ def execute(
 
         resolve_image = image_resolver()
     factory = ActionFactory(ctx.ws, ctx.store, resolve_image=resolve_image)
+    if resolve_image is not None:
+        factory.resolve_images(the_plan.targets.values())  # an unknown image fails before anything runs
     remote = None
     from mlbuild.engine.backends import remote_session
 

@@ -1,0 +1,260 @@
+"""``why``: for each action of a target's last build, cached (locally or from the remote) or
+rebuilt — and then which part of its key differs from that target's previous key.
+
+The previous key of a label is its key in the most recent earlier build record where it had
+a different key (or, when no build record has one, the most recent other cached result of
+that label). ``explain_dry_run`` computes the keys the next build would have, top-down from
+cached results exactly as the Builder does, and explains the would-be rebuilds the same way
+without running anything. ``diff_builds`` compares two recorded builds with the same words.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from mlbuild.cache.digest import canonical_bytes
+from mlbuild.cache.records import BuildAction, BuildRecord, KeySpec
+from mlbuild.cache.store import LocalStore
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.hashgraph import HashGraph
+from mlbuild.engine.keydiff import Cause, KeyDiffer
+from mlbuild.engine.workspace import Workspace
+
+__all__ = [
+    "ActionExplanation",
+    "BuildDiff",
+    "Explanation",
+    "TargetDiff",
+    "diff_builds",
+    "explain_build_action",
+    "explain_dry_run",
+    "explain_target",
+]
+
+Verdict = Literal["cached", "remote", "rebuilt", "failed", "skipped", "up_to_date", "would_rebuild"]
+
+
+class ActionExplanation(msgspec.Struct, frozen=True):
+    """One action: its verdict and, for a (would-be) rebuild, the causes against ``previous_key``.
+
+    ``key`` is None for a skipped action, and in a dry run for an action whose key waits on an
+    upstream that would be rebuilt first.
+    """
+
+    label: str
+    key: str | None
+    verdict: Verdict
+    causes: list[Cause] = []
+    previous_key: str | None = None
+    previous_build: str | None = None
+    error: str | None = None
+
+
+class Explanation(msgspec.Struct, frozen=True):
+    """A target's build (``build`` None for a dry run), action by action in dependency order."""
+
+    target: str
+    build: str | None
+    dry_run: bool
+    actions: list[ActionExplanation]
+
+
+class TargetDiff(msgspec.Struct, frozen=True):
+    label: str
+    status: Literal["same", "changed", "added", "removed"]
+    old_key: str | None
+    new_key: str | None
+    causes: list[Cause] = []
+
+
+class BuildDiff(msgspec.Struct, frozen=True):
+    old: str
+    new: str
+    targets: list[TargetDiff]
+
+
+def _explain(graph: HashGraph, differ: KeyDiffer, record: BuildRecord, action: BuildAction) -> ActionExplanation:
+    label, key = action.label, action.key
+    if action.status in ("cached", "remote"):
+        return ActionExplanation(label, key, action.status)
+    if action.status == "skipped" or key is None:
+        return ActionExplanation(label, key, "skipped", error=action.error)
+    result = graph.action(key)
+    verdict: Verdict = "failed" if action.status == "failed" else "rebuilt"
+    previous = graph.latest_key(label, before=record.started)
+    if previous is None:
+        return ActionExplanation(label, key, verdict, [Cause("new_target")], error=action.error)
+    if previous[0] == key:
+        return ActionExplanation(label, key, verdict, [Cause("same_key")], key, previous[1], action.error)
+    # The earlier key that differs is the one that explains a rebuild.
+    prev_key, prev_build = previous
+    old = graph.action(prev_key)
+    if result is None or old is None:
+        # A failed action leaves no result, so its KeySpec is not known.
+        return ActionExplanation(label, key, verdict, [], prev_key, prev_build, action.error)
+    return ActionExplanation(label, key, verdict, differ.compare(old, result.key_spec, result.sources), prev_key, prev_build, action.error)
+
+
+def _last_build(graph: HashGraph, label: str) -> tuple[BuildRecord, BuildAction]:
+    for record in graph.builds():
+        for action in reversed(record.actions):
+            if action.label == label:
+                return record, action
+    raise UserError(f"{label} has not been built yet (mlbuild build {label})")
+
+
+def explain_build_action(store: LocalStore, build_id: str, label: str, graph: HashGraph | None = None) -> ActionExplanation:
+    """Why action ``label`` of build ``build_id`` (an id or a unique prefix) was cached or rebuilt."""
+    graph = graph or HashGraph(store)
+    record = store.index.get_build(build_id)
+    if record is None:
+        raise UserError(f"no recorded build {build_id!r} (mlbuild builds lists them)")
+    action = next((a for a in reversed(record.actions) if a.label == label), None)
+    if action is None:
+        raise UserError(f"build {record.id} has no action {label}")
+    return _explain(graph, KeyDiffer(graph), record, action)
+
+
+def explain_target(store: LocalStore, label: str, graph: HashGraph | None = None) -> Explanation:
+    """The last recorded build of ``label``, action by action over the target and its inputs."""
+    graph = graph or HashGraph(store)
+    record, action = _last_build(graph, label)
+    wanted = _closure(graph, action.key) if action.key else None
+    differ = KeyDiffer(graph)
+    actions = [
+        _explain(graph, differ, record, a)
+        for a in record.actions
+        if wanted is None or a.label in wanted or a.label == label
+    ]
+    return Explanation(label, record.id, False, actions)
+
+
+def _closure(graph: HashGraph, key: str) -> set[str] | None:
+    """Labels of the action ``key`` and everything upstream of it (None: key not cached)."""
+    if graph.action(key) is None:
+        return None
+    seen, labels, todo = {key}, set(), [key]
+    while todo:
+        result = graph.action(todo.pop())
+        if result is None:
+            continue
+        labels.add(result.label)
+        for up in graph.upstream(result).values():
+            if up not in seen:
+                seen.add(up)
+                todo.append(up)
+    return labels
+
+
+def explain_dry_run(ws: Workspace, store: LocalStore, label: str, graph: HashGraph | None = None) -> Explanation:
+    """What the next build of ``label`` would rebuild, and why; runs nothing.
+
+    Keys resolve top-down from the local action cache as in the Builder; an action below a
+    would-be rebuild has no key yet, and is listed as a rebuild because of that input (a
+    rebuilt upstream whose output came out identical would, in fact, leave it cached).
+    """
+    from mlbuild.engine.actions import ActionFactory
+    from mlbuild.engine.environment import env_digest
+    from mlbuild.engine.keys import action_key, canonical_config, make_key_spec
+    from mlbuild.engine.labels import parse_label
+    from mlbuild.engine.planner import plan
+    from mlbuild.engine.workspace import FileInput
+
+    graph = graph or HashGraph(store)
+    differ = KeyDiffer(graph)
+    the_plan = plan(ws, [parse_label(label)])
+    resolve_image = None
+    if any(t.image for t in the_plan.targets.values()):
+        from mlbuild.engine.backends import image_resolver
+
+        resolve_image = image_resolver()
+    factory = ActionFactory(ws, store, resolve_image=resolve_image)
+    results = {}
+    pending_roots: dict[str, list[Cause]] = {}
+    out: list[ActionExplanation] = []
+    for lab in the_plan.order:
+        target = the_plan.targets[lab]
+        text = str(lab)
+        waiting = [d for d in target.deps() if d not in results]
+        if not waiting:
+            spec, _, _ = factory.key_spec(target, results, target.config)
+            key = action_key(spec)
+            hit = graph.action(key)
+            if hit is not None:
+                results[lab] = hit
+                out.append(ActionExplanation(text, key, "up_to_date"))
+                continue
+        else:
+            info = factory.rule_info(target)
+            factory.check_signature(target, info)
+            env = factory.env_manifest(target, info)
+            store.cas.put_bytes(canonical_bytes(env))
+            known = {n: r for n, r in target.inputs.items() if isinstance(r, FileInput) or r in results}
+            partial = msgspec.structs.replace(target, inputs=known)
+            spec = make_key_spec(
+                rule=target.rule_id,
+                code=info.code,
+                inputs=factory.input_digests(partial, results),
+                config=canonical_config(target.config, text),
+                env=env_digest(env),
+            )
+            key = None
+        sources = {n: r.path for n, r in target.inputs.items() if isinstance(r, FileInput)}
+        causes = _dry_causes(graph, differ, text, key, spec, sources)
+        for name, ref in target.inputs.items():
+            if not isinstance(ref, FileInput) and ref not in results:
+                causes.append(Cause("input", name, change="changed", upstream=str(ref), because=pending_roots.get(str(ref), [])))
+        previous = graph.latest_key(text)
+        out.append(ActionExplanation(text, key, "would_rebuild", causes, previous[0] if previous else None, previous[1] if previous else None))
+        pending_roots[text] = _roots_of(text, causes, pending_roots)
+    factory.flush()
+    return Explanation(label, None, True, out)
+
+
+def _dry_causes(graph: HashGraph, differ: KeyDiffer, label: str, key: str | None, spec: KeySpec, sources: dict[str, str]) -> list[Cause]:
+    previous = graph.latest_key(label)
+    if previous is None:
+        return [Cause("new_target")]
+    old = graph.action(previous[0])
+    assert old is not None  # latest_key only returns keys whose result is cached
+    if key is not None and key == previous[0]:
+        return [Cause("same_key")]
+    # Inputs still waiting on a rebuild are explained by the caller, not compared here.
+    old_spec = msgspec.structs.replace(old.key_spec, inputs={n: d for n, d in old.key_spec.inputs.items() if n in spec.inputs or key is not None})
+    return differ.compare(msgspec.structs.replace(old, key_spec=old_spec), spec, sources)
+
+
+def _roots_of(label: str, causes: list[Cause], pending: dict[str, list[Cause]]) -> list[Cause]:
+    found: dict[tuple[str, str, str, str], Cause] = {}
+    for c in causes:
+        subs = c.because if c.kind == "input" and (c.because or c.upstream in pending) else [msgspec.structs.replace(c, label=label)]
+        for r in subs:
+            found.setdefault((r.label, r.kind, r.name, r.change), r)
+    return list(found.values())
+
+
+def diff_builds(store: LocalStore, old_id: str, new_id: str, graph: HashGraph | None = None) -> BuildDiff:
+    """Two recorded builds compared target by target: same, changed (and why), added, removed."""
+    graph = graph or HashGraph(store)
+    old, new = store.index.get_build(old_id), store.index.get_build(new_id)
+    for given, record in ((old_id, old), (new_id, new)):
+        if record is None:
+            raise UserError(f"no recorded build {given!r} (mlbuild builds lists them)")
+    assert old is not None and new is not None
+    differ = KeyDiffer(graph)
+    a = {x.label: x.key for x in old.actions}
+    b = {x.label: x.key for x in new.actions}
+    targets: list[TargetDiff] = []
+    for label, key in b.items():
+        if label not in a:
+            targets.append(TargetDiff(label, "added", None, key))
+        elif a[label] == key:
+            targets.append(TargetDiff(label, "same", key, key))
+        else:
+            ra, rb = graph.action(a[label] or ""), graph.action(key or "")
+            causes = differ.compare(ra, rb.key_spec, rb.sources) if ra is not None and rb is not None else []
+            targets.append(TargetDiff(label, "changed", a[label], key, causes))
+    targets += [TargetDiff(label, "removed", key, None) for label, key in a.items() if label not in b]
+    return BuildDiff(old.id, new.id, targets)
