@@ -70,6 +70,8 @@ class _Parser:
             return self._deps(args)
         if fn == "rdeps":
             return self._rdeps(args)
+        if fn not in EXTRA_FUNCTIONS:
+            from mlbuild.engine import lineage  # noqa: F401  (registers consumers, transitive_consumers)
         if fn in EXTRA_FUNCTIONS:
             return EXTRA_FUNCTIONS[fn](self.ws, args)
         raise UserError(f"unknown query function {fn!r}; known: deps, rdeps{''.join(', ' + f for f in EXTRA_FUNCTIONS)}")

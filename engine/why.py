@@ -108,19 +108,25 @@ def _last_build(graph: HashGraph, label: str) -> tuple[BuildRecord, BuildAction]
 def explain_build_action(store: LocalStore, build_id: str, label: str, graph: HashGraph | None = None) -> ActionExplanation:
     """Why action ``label`` of build ``build_id`` (an id or a unique prefix) was cached or rebuilt."""
     graph = graph or HashGraph(store)
+    record, action = _build_action(store, build_id, label)
+    return _explain(graph, KeyDiffer(graph), record, action)
+
+
+def _build_action(store: LocalStore, build_id: str, label: str) -> tuple[BuildRecord, BuildAction]:
     record = store.index.get_build(build_id)
     if record is None:
         raise UserError(f"no recorded build {build_id!r} (mlbuild builds lists them)")
     action = next((a for a in reversed(record.actions) if a.label == label), None)
     if action is None:
         raise UserError(f"build {record.id} has no action {label}")
-    return _explain(graph, KeyDiffer(graph), record, action)
+    return record, action
 
 
-def explain_target(store: LocalStore, label: str, graph: HashGraph | None = None) -> Explanation:
-    """The last recorded build of ``label``, action by action over the target and its inputs."""
+def explain_target(store: LocalStore, label: str, build_id: str | None = None, graph: HashGraph | None = None) -> Explanation:
+    """The last recorded build of ``label`` (or build ``build_id``), action by action over the
+    target and its inputs, in dependency order."""
     graph = graph or HashGraph(store)
-    record, action = _last_build(graph, label)
+    record, action = _last_build(graph, label) if build_id is None else _build_action(store, build_id, label)
     wanted = _closure(graph, action.key) if action.key else None
     differ = KeyDiffer(graph)
     actions = [

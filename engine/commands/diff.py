@@ -1,0 +1,28 @@
+"""``mlbuild diff BUILD_A BUILD_B``: two recorded builds compared target by target."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("old", metavar="BUILD_A", help="a build id or a unique prefix (mlbuild builds lists them)")
+    p.add_argument("new", metavar="BUILD_B")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from mlbuild.engine.commands.lineage import open_store
+    from mlbuild.engine.lineage_render import diff_text
+    from mlbuild.engine.why import diff_builds
+
+    store, _, _ = open_store()
+    result = diff_builds(store, args.old, args.new)
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+    else:
+        sys.stdout.write(diff_text(result))
+    return 0

@@ -1,0 +1,39 @@
+"""``mlbuild why [--dry-run] TARGET``: why each action of a target was cached or rebuilt."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="TARGET", help="a label, e.g. //models:resnet")
+    p.add_argument("--dry-run", action="store_true", help="explain what the next build would rebuild, without running it")
+    p.add_argument("--build", default=None, metavar="ID", help="explain this recorded build instead of the last one")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from mlbuild.engine.commands.lineage import open_store
+    from mlbuild.engine.errors import UserError
+    from mlbuild.engine.labels import parse_label
+    from mlbuild.engine.lineage_render import explanation_text
+    from mlbuild.engine.why import explain_dry_run, explain_target
+
+    store, ws, package = open_store()
+    label = str(parse_label(args.target, package))
+    if args.dry_run:
+        if ws is None:
+            raise UserError("why --dry-run needs a workspace (no mlbuild.toml here or above)")
+        if args.build:
+            raise UserError("why: --dry-run and --build do not go together")
+        explanation = explain_dry_run(ws, store, label)
+    else:
+        explanation = explain_target(store, label, args.build)
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(explanation) + b"\n")
+    else:
+        sys.stdout.write(explanation_text(explanation))
+    return 0
