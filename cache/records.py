@@ -120,6 +120,7 @@ class BuildRecord(msgspec.Struct):
     executor: str = "local"
     actions: list[BuildAction] = []
     overrides: dict[str, Any] = {}
+    rerun_of: str | None = None  # the id of the build that `mlbuild rerun` re-ran
 
 
 class RemoteStats(msgspec.Struct, kw_only=True):

@@ -183,13 +183,9 @@ class Builder:
     def materialize(self, label: Label, result: ActionResult) -> None:
         """Write a requested target's outputs under ``mlbuild-out/<pkg>/``, unless already there."""
         base = self.ws.root / OUTPUT_DIR / label.package
-        marker = base / f".{label.name}.result"
         digest = result.result_digest()
-        try:
-            if marker.read_text() == digest:
-                return
-        except OSError:
-            pass
+        if self.materialized(label, result):
+            return
         if not self.ensure_local(result.outputs):
             raise UserError(f"{label}: its cached outputs are missing or corrupt; rebuild it with --no-cache")
         files_dir = base / label.name
@@ -204,7 +200,15 @@ class Builder:
                 base.mkdir(parents=True, exist_ok=True)
                 copy_verified(self.store.cas, ref.digest, base / f"{label.name}.value{VALUE_SUFFIX[ref.codec]}")
         base.mkdir(parents=True, exist_ok=True)
-        marker.write_text(digest)
+        (base / f".{label.name}.result").write_text(digest)
+
+    def materialized(self, label: Label, result: ActionResult) -> bool:
+        """True when ``mlbuild-out/`` already holds exactly this result of ``label``."""
+        marker = self.ws.root / OUTPUT_DIR / label.package / f".{label.name}.result"
+        try:
+            return marker.read_text() == result.result_digest()
+        except OSError:
+            return False
 
 
 class _BuildState:
@@ -255,6 +259,11 @@ class _BuildState:
         spec = self.b.factory.action_spec(target, key_spec, info, env, self.results)
         if not self.b.options.no_cache:
             hit = self.b.store.index.get_action(spec.key)
+            if hit is not None and self._lost_request(label, hit):
+                # A corrupt blob is a miss: a requested target whose bytes are gone runs again.
+                self.b.store.index.delete_action(hit.key)
+                self.b.reporter.write(f"{label}: cached outputs are missing or corrupt; rebuilding it")
+                hit = None
             status = "cached"
             if hit is None and self.b.remote is not None:
                 hit = self.b.remote.lookup(spec.key)
@@ -273,6 +282,12 @@ class _BuildState:
                 self.reexecute(dep, label)
                 return
         self.submit(label, spec)
+
+    def _lost_request(self, label: Label, hit: ActionResult) -> bool:
+        """A local hit on a target to materialize whose outputs are not already in mlbuild-out/
+        is taken only if its blobs are intact (or can be fetched intact)."""
+        wanted = label in self.plan.requested and self.b.options.materialize
+        return wanted and not self.b.materialized(label, hit) and not self.b.ensure_local(hit.outputs)
 
     def _unfetchable(self, label: Label, hit: ActionResult) -> bool:
         """A remote hit on a target to materialize is taken only if its outputs arrive intact;

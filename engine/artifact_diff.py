@@ -1,0 +1,417 @@
+"""How two versions of an output differ, for ``mlbuild verify`` and ``mlbuild reproduce``.
+
+Arrays and tensors (npy, safetensors, numpy arrays inside msgpack data, ``.npy`` and
+``.safetensors`` files inside trees) are compared element by element: shape and dtype change,
+the number of elements whose *bits* differ (bit-for-bit is the contract, so ``-0.0`` vs ``0.0``
+counts), and the largest absolute and relative difference. Plain data gets a structural diff of
+its first differences (``metrics.train_loss[2]: 0.51 -> 0.52``); a tree lists the files that
+differ, appeared or disappeared.
+
+Nothing here imports torch: safetensors are parsed from their (simple, documented) format, and
+msgpack's tensor extension is read back as a numpy array. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
+from mlbuild.cache.records import ArtifactRef
+from mlbuild.cache.trees import read_tree
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "ArrayDiff",
+    "ArtifactDiff",
+    "FileDiff",
+    "ValueDiff",
+    "diff_arrays",
+    "diff_artifacts",
+    "diff_bytes",
+    "diff_data",
+    "format_diff",
+    "read_safetensors",
+]
+
+MAX_DIFFERENCES = 20  # structural differences listed before "… and N more"
+_REPR_WIDTH = 80
+
+
+class ArrayDiff(msgspec.Struct, kw_only=True):
+    """How one array or tensor differs. ``differing`` counts elements whose bits differ."""
+
+    name: str
+    old_shape: list[int] | None = None
+    new_shape: list[int] | None = None
+    old_dtype: str | None = None
+    new_dtype: str | None = None
+    total: int = 0
+    differing: int | None = None  # None when shapes differ (no element-wise comparison)
+    max_abs: float | None = None
+    max_rel: float | None = None
+    note: str | None = None  # "added", "removed", "shape changed", …
+
+
+class ValueDiff(msgspec.Struct):
+    """One difference in plain data, at a path like ``metrics.train_loss[2]``."""
+
+    path: str
+    old: str
+    new: str
+
+
+class FileDiff(msgspec.Struct, kw_only=True):
+    """One file of a tree that differs, was added or was removed."""
+
+    path: str
+    change: Literal["changed", "added", "removed", "mode"]
+    old_size: int | None = None
+    new_size: int | None = None
+    arrays: list[ArrayDiff] = []
+    note: str | None = None
+
+
+class ArtifactDiff(msgspec.Struct, kw_only=True):
+    """How an output differs between two runs (or a run and the recorded result)."""
+
+    kind: Literal["arrays", "data", "tree", "bytes", "codec", "unavailable"]
+    arrays: list[ArrayDiff] = []
+    values: list[ValueDiff] = []
+    files: list[FileDiff] = []
+    more: int = 0  # differences found but not listed
+    note: str | None = None
+
+
+# ------------------------------------------------------------------------------- arrays
+
+
+def _bit_mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per element: do the bit patterns differ? (same dtype and shape)."""
+    import numpy as np
+
+    item = a.dtype.itemsize
+    if a.size == 0 or item == 0:
+        return np.zeros(a.shape, dtype=bool)
+    ra = np.frombuffer(np.ascontiguousarray(a).tobytes(), dtype=np.uint8).reshape(-1, item)
+    rb = np.frombuffer(np.ascontiguousarray(b).tobytes(), dtype=np.uint8).reshape(-1, item)
+    return np.asarray((ra != rb).any(axis=1)).reshape(a.shape)
+
+
+def _numeric(a: np.ndarray) -> bool:
+    import numpy as np
+
+    return bool(np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_)
+
+
+def _magnitudes(old: np.ndarray, new: np.ndarray) -> tuple[float | None, float | None]:
+    """Largest |new - old| and |new - old| / |old| over the given (differing) elements."""
+    import numpy as np
+
+    if old.size == 0 or not (_numeric(old) and _numeric(new)):
+        return None, None
+    kind = np.complex128 if (np.iscomplexobj(old) or np.iscomplexobj(new)) else np.float64
+    o = old.astype(kind)
+    n = new.astype(kind)
+    with np.errstate(all="ignore"):
+        delta = np.abs(n - o)
+        ref = np.abs(o)
+        rel = np.where(ref > 0, delta / np.where(ref > 0, ref, 1.0), np.where(delta > 0, np.inf, 0.0))
+    finite = ~np.isnan(delta)
+    if not finite.any():
+        return math.nan, math.nan
+    return float(delta[finite].max()), float(rel[finite].max())
+
+
+def diff_arrays(name: str, old: np.ndarray, new: np.ndarray) -> ArrayDiff | None:
+    """None when the two arrays are bit-for-bit identical (same shape, dtype and bytes)."""
+    import numpy as np
+
+    old = np.asarray(old)
+    new = np.asarray(new)
+    d = ArrayDiff(
+        name=name,
+        old_shape=list(old.shape),
+        new_shape=list(new.shape),
+        old_dtype=str(old.dtype),
+        new_dtype=str(new.dtype),
+        total=int(new.size),
+    )
+    if old.shape != new.shape:
+        d.note = "shape changed"
+        return d
+    if old.dtype == new.dtype:
+        mismatch = _bit_mismatch(old, new)
+    else:
+        d.note = "dtype changed"
+        if not (_numeric(old) and _numeric(new)):
+            return d
+        with np.errstate(all="ignore"):
+            mismatch = ~((old == new) | (np.isnan(old.astype(np.complex128)) & np.isnan(new.astype(np.complex128))))
+    count = int(mismatch.sum())
+    if count == 0 and old.dtype == new.dtype:
+        return None
+    d.differing = count
+    if count:
+        d.max_abs, d.max_rel = _magnitudes(old[mismatch], new[mismatch])
+    return d
+
+
+_ST_DTYPES = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+}
+
+
+def read_safetensors(data: bytes) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file as numpy arrays (bf16 widened to float32 exactly)."""
+    import numpy as np
+
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    body = memoryview(data)[8 + n :]
+    out: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = body[start:end]
+        dtype, shape = info["dtype"], info["shape"]
+        if dtype == "BF16":
+            # bfloat16 is the top half of a float32: widening is exact.
+            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif dtype in _ST_DTYPES:
+            arr = np.frombuffer(raw, dtype=_ST_DTYPES[dtype])
+        else:
+            arr = np.frombuffer(raw, dtype=np.uint8)  # compared as raw bytes
+            shape = [len(raw)]
+        out[name] = arr.reshape(shape)
+    return out
+
+
+def _diff_named_arrays(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> list[ArrayDiff]:
+    diffs: list[ArrayDiff] = []
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            a = old[name]
+            diffs.append(ArrayDiff(name=name, old_shape=list(a.shape), old_dtype=str(a.dtype), note="removed"))
+        elif name not in old:
+            b = new[name]
+            diffs.append(ArrayDiff(name=name, new_shape=list(b.shape), new_dtype=str(b.dtype), total=int(b.size), note="added"))
+        else:
+            d = diff_arrays(name, old[name], new[name])
+            if d is not None:
+                diffs.append(d)
+    return diffs
+
+
+def _load_npy(data: bytes) -> np.ndarray:
+    import io
+
+    import numpy as np
+
+    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+
+
+# ------------------------------------------------------------------------------- plain data
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    # The numpy/tensor extension of rules/artifacts.py: 4-byte header length, msgpack
+    # [dtype, shape], raw bytes. Tensors come back as numpy arrays too: no torch import.
+    import numpy as np
+
+    n = int.from_bytes(data[:4], "little")
+    dtype, shape = msgspec.msgpack.decode(data[4 : 4 + n])
+    return np.frombuffer(data[4 + n :], dtype=np.dtype(dtype)).reshape(shape)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _REPR_WIDTH else text[: _REPR_WIDTH - 1] + "…"
+
+
+def _is_array(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        # Bit-for-bit: NaN equals itself, -0.0 differs from 0.0.
+        return struct.pack("<d", a) == struct.pack("<d", b)
+    return bool(a == b)
+
+
+class _DataDiffer:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.values: list[ValueDiff] = []
+        self.arrays: list[ArrayDiff] = []
+        self.more = 0
+
+    def _value(self, path: str, old: str, new: str) -> None:
+        if len(self.values) + len(self.arrays) < self.limit:
+            self.values.append(ValueDiff(path or "(root)", old, new))
+        else:
+            self.more += 1
+
+    def walk(self, path: str, a: Any, b: Any) -> None:
+        if _is_array(a) and _is_array(b):
+            d = diff_arrays(path or "(root)", a, b)
+            if d is not None:
+                if len(self.values) + len(self.arrays) < self.limit:
+                    self.arrays.append(d)
+                else:
+                    self.more += 1
+        elif isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=repr):
+                sub = f"{path}.{k}" if path else str(k)
+                if k not in b:
+                    self._value(sub, _short(a[k]), "(removed)")
+                elif k not in a:
+                    self._value(sub, "(absent)", _short(b[k]))
+                else:
+                    self.walk(sub, a[k], b[k])
+        elif isinstance(a, list) and isinstance(b, list):
+            for i in range(min(len(a), len(b))):
+                self.walk(f"{path}[{i}]", a[i], b[i])
+            if len(a) != len(b):
+                self._value(f"{path} length", str(len(a)), str(len(b)))
+        elif not _same_scalar(a, b):
+            self._value(path, _short(a), _short(b))
+
+
+def diff_data(old: Any, new: Any, limit: int = MAX_DIFFERENCES) -> ArtifactDiff:
+    """A structural diff of two decoded plain-data values (dicts, lists, scalars, arrays)."""
+    d = _DataDiffer(limit)
+    d.walk("", old, new)
+    return ArtifactDiff(kind="data", values=d.values, arrays=d.arrays, more=d.more)
+
+
+# ------------------------------------------------------------------------------- artifacts
+
+
+def diff_bytes(codec: str, old: bytes, new: bytes) -> ArtifactDiff:
+    """How two encodings of a value in ``codec`` differ."""
+    if codec == "npy":
+        diffs = _diff_named_arrays({"value": _load_npy(old)}, {"value": _load_npy(new)})
+        return ArtifactDiff(kind="arrays", arrays=diffs, note=None if diffs else "same values, different bytes")
+    if codec == "safetensors":
+        diffs = _diff_named_arrays(read_safetensors(old), read_safetensors(new))
+        return ArtifactDiff(kind="arrays", arrays=diffs, note=None if diffs else "same tensors, different bytes (header or order)")
+    if codec == "msgpack":
+        a = msgspec.msgpack.decode(old, ext_hook=_ext_hook)
+        b = msgspec.msgpack.decode(new, ext_hook=_ext_hook)
+        diff = diff_data(a, b)
+        if not (diff.values or diff.arrays or diff.more):
+            diff.note = "same values, different bytes"
+        return diff
+    return ArtifactDiff(kind="bytes", note=f"{codec} artifacts are compared as bytes only ({len(old)} -> {len(new)} bytes)")
+
+
+def _read(cas: CAS, digest: str) -> bytes | None:
+    try:
+        return cas.get_bytes(digest)
+    except (CorruptBlob, MissingBlob):
+        return None
+
+
+def _file_arrays(path: str, old: bytes, new: bytes) -> list[ArrayDiff]:
+    if path.endswith(".npy"):
+        return _diff_named_arrays({path: _load_npy(old)}, {path: _load_npy(new)})
+    if path.endswith(".safetensors"):
+        return _diff_named_arrays(read_safetensors(old), read_safetensors(new))
+    return []
+
+
+def _diff_trees(old_cas: CAS, old_digest: str, new_cas: CAS, new_digest: str) -> ArtifactDiff:
+    try:
+        old = {e.path: e for e in read_tree(old_cas, old_digest)}
+        new = {e.path: e for e in read_tree(new_cas, new_digest)}
+    except (CorruptBlob, MissingBlob):
+        return ArtifactDiff(kind="unavailable", note="a tree listing is missing or corrupt; only the digests differ")
+    files: list[FileDiff] = []
+    for path in sorted(set(old) | set(new)):
+        o, n = old.get(path), new.get(path)
+        if n is None and o is not None:
+            files.append(FileDiff(path=path, change="removed", old_size=o.size))
+        elif o is None and n is not None:
+            files.append(FileDiff(path=path, change="added", new_size=n.size))
+        elif o is not None and n is not None and o.digest != n.digest:
+            f = FileDiff(path=path, change="changed", old_size=o.size, new_size=n.size)
+            if path.endswith((".npy", ".safetensors")):
+                a, b = _read(old_cas, o.digest), _read(new_cas, n.digest)
+                if a is None or b is None:
+                    f.note = "the recorded bytes are no longer in the cache"
+                else:
+                    try:
+                        f.arrays = _file_arrays(path, a, b)
+                    except (ValueError, KeyError, struct.error) as exc:
+                        f.note = f"cannot be read as arrays: {exc}"
+            files.append(f)
+        elif o is not None and n is not None and o.executable != n.executable:
+            files.append(FileDiff(path=path, change="mode", note=f"executable {o.executable} -> {n.executable}"))
+    return ArtifactDiff(kind="tree", files=files)
+
+
+def diff_artifacts(old: ArtifactRef, old_cas: CAS, new: ArtifactRef, new_cas: CAS) -> ArtifactDiff:
+    """How ``new`` differs from ``old``; each is read from its own CAS (they may be the same)."""
+    if old.codec != new.codec:
+        return ArtifactDiff(kind="codec", note=f"encoding changed: {old.codec} -> {new.codec}")
+    if old.codec == "tree":
+        return _diff_trees(old_cas, old.digest, new_cas, new.digest)
+    a, b = _read(old_cas, old.digest), _read(new_cas, new.digest)
+    if a is None or b is None:
+        which = "recorded" if a is None else "new"
+        return ArtifactDiff(kind="unavailable", note=f"the {which} bytes are not in the local cache; only the digests differ")
+    try:
+        return diff_bytes(old.codec, a, b)
+    except (ValueError, KeyError, struct.error, msgspec.DecodeError) as exc:
+        return ArtifactDiff(kind="bytes", note=f"cannot be decoded for a detailed diff: {exc}")
+
+
+# ------------------------------------------------------------------------------- text
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.6g}"
+
+
+def _array_line(d: ArrayDiff) -> str:
+    if d.note in ("added", "removed"):
+        shape = d.new_shape if d.note == "added" else d.old_shape
+        dtype = d.new_dtype if d.note == "added" else d.old_dtype
+        return f"{d.name}: {d.note} ({dtype} {shape})"
+    head = f"{d.name}: {d.new_dtype}{d.new_shape}"
+    if d.old_shape != d.new_shape:
+        return f"{d.name}: shape {d.old_shape} -> {d.new_shape} ({d.old_dtype} -> {d.new_dtype})"
+    if d.old_dtype != d.new_dtype:
+        head = f"{d.name}: dtype {d.old_dtype} -> {d.new_dtype}, shape {d.new_shape}"
+    if d.differing is None:
+        return head
+    return f"{head}: {d.differing} of {d.total} elements differ, max abs diff {_num(d.max_abs)}, max rel diff {_num(d.max_rel)}"
+
+
+def format_diff(diff: ArtifactDiff) -> list[str]:
+    """Human-readable lines (without indentation) describing ``diff``."""
+    lines = [_array_line(a) for a in diff.arrays if diff.kind == "arrays"]
+    if diff.kind == "data":
+        lines += [f"{v.path}: {v.old} -> {v.new}" for v in diff.values]
+        lines += [_array_line(a) for a in diff.arrays]
+    for f in diff.files:
+        sizes = f" ({f.old_size} -> {f.new_size} bytes)" if f.change == "changed" else ""
+        lines.append(f"{f.path}: {f.change}{sizes}" + (f"; {f.note}" if f.note else ""))
+        lines += ["  " + _array_line(a) for a in f.arrays]
+    if diff.more:
+        lines.append(f"… and {diff.more} more differences")
+    if diff.note:
+        lines.append(diff.note)
+    return lines

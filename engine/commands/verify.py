@@ -1,0 +1,79 @@
+"""``mlbuild verify``: re-execute targets and prove their outputs come out bit for bit the same.
+
+Exit 0 with a one-line summary when everything matches (or differs only where a rule is
+declared ``deterministic=False``); exit 1 with a per-action, per-output report otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import msgspec
+
+from mlbuild.engine.build import cpu_count
+from mlbuild.engine.commands.common import Context, add_remote_options
+from mlbuild.engine.planner import Plan
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="labels or patterns to verify")
+    p.add_argument("--deps", action="store_true", help="verify every action under the targets, not just theirs")
+    p.add_argument("--runs", type=int, default=None, metavar="N",
+                   help="execute N times without the cache and compare the runs with each other")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--executor", default=None, help="where steps run: local (default), docker, ray, kuberay")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the report")
+    add_remote_options(p)
+    g = p.add_argument_group("ray and kuberay executors")
+    g.add_argument("--ray-address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
+    g.add_argument("--kube-context", default=None, help="kubeconfig context for --executor kuberay")
+    g.add_argument("--kube-namespace", "--namespace", dest="kube_namespace", default=None, help="namespace for the RayCluster")
+    g.add_argument("--keep-cluster", action="store_true", help="keep the RayCluster for the next run of the same image")
+
+
+def make_verifier(ctx: Context, args: argparse.Namespace, the_plan: Plan, remote: Any) -> Any:
+    """A Verifier on the executor the command line (or the workspace) chose."""
+    from mlbuild.engine.actions import ActionFactory
+    from mlbuild.engine.backends import executor_class, image_resolver
+    from mlbuild.engine.commands.build import executor_options
+    from mlbuild.engine.verify import Verifier
+
+    executor_name = args.executor or ctx.ws.config.workspace.executor
+    cls = executor_class(executor_name)
+    cas_root = str(ctx.store.cas.root)
+    jobs = args.jobs or cpu_count()
+
+    def make_executor() -> Any:
+        return cls(cas_root=cas_root, jobs=jobs, workspace=str(ctx.ws.root), **executor_options(args))
+
+    needs_images = any(t.image for t in the_plan.targets.values()) or executor_name in ("docker", "kuberay")
+    factory = ActionFactory(ctx.ws, ctx.store, resolve_image=image_resolver() if needs_images else None)
+    stream = None if args.quiet or args.json else sys.stderr
+    return Verifier(ctx.store, factory, make_executor, executor_name=executor_name, remote=remote, stream=stream)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlbuild.engine.backends import remote_session
+    from mlbuild.engine.verify import print_report
+
+    ctx = Context()
+    the_plan = ctx.plan(args.targets)
+    # Run against run uses no cache at all, so no remote either.
+    remote = remote_session(args, ctx) if args.runs is None else None
+    try:
+        verifier = make_verifier(ctx, args, the_plan, remote)
+        if args.runs is None:
+            report = verifier.verify_recorded(the_plan, deps=args.deps)
+        else:
+            report = verifier.verify_runs(the_plan, deps=args.deps, runs=args.runs)
+    finally:
+        if remote is not None:
+            remote.close()
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    else:
+        print_report(report)
+    return 0 if report.ok else 1
