@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import msgspec
+
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.records import ActionResult, ArtifactRef, RemoteStats
 from mlbuild.cache.store import LocalStore

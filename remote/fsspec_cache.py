@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 import xxhash
+
 from mlbuild.cache.records import ActionResult
 from mlbuild.engine.interfaces import InvalidEntry
 from mlbuild.remote.signing import BadSignature, open_envelope, seal

@@ -12,6 +12,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
     gc = sub.add_parser("gc", help="evict least recently used entries until the cache fits")
     gc.add_argument("--max-size", required=True, help="e.g. 500M, 10G")
+    from mlbuild.engine.commands.common import add_remote_options
+
+    for name, help_text in [("push", "upload targets' results (and their dependencies') to the remote cache"),
+                            ("pull", "download targets' results (and their dependencies') from the remote cache")]:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("targets", nargs="+", metavar="TARGET", help="labels or patterns")
+        sp.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+        add_remote_options(sp)
+    st = sub.add_parser("stats", help="hits, misses, bytes up and down of the last build that used the remote")
+    st.add_argument("--json", action="store_true", help="print the stats as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,4 +39,8 @@ def run(args: argparse.Namespace) -> int:
             f"deleted {report.blobs_deleted} blobs; {report.bytes_before} -> {report.bytes_after} bytes"
         )
         return 0
+    if args.cache_command in ("push", "pull", "stats"):
+        from mlbuild.engine.commands import remote_transfer
+
+        return int(getattr(remote_transfer, args.cache_command)(ctx, args))
     raise UserError(f"unknown cache command {args.cache_command!r}")
