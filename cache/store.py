@@ -9,6 +9,7 @@ from mlbuild.cache.cas import CAS
 from mlbuild.cache.index import Index
 from mlbuild.cache.stat_cache import StatCache
 
+
 def default_cache_dir(configured: str | None = None) -> Path:
     """``MLBUILD_CACHE_DIR``, else the workspace's configured dir, else ``~/.cache/mlbuild``."""
     env = os.environ.get("MLBUILD_CACHE_DIR")

@@ -62,9 +62,12 @@ class LocalExecutor:
                 self._reset_pool(pool)
                 self._attempt(spec, payload, result, retries - 1)
             else:
-                kind = "lost" if isinstance(exc, BrokenProcessPool) else "infra"
-                msg = "its worker process died" if kind == "lost" else f"{type(exc).__name__}: {exc}"
-                result.set_result(ActionOutcome(key=spec.key, error=msg, error_kind=kind))
+                if isinstance(exc, BrokenProcessPool):
+                    lost = ActionOutcome(key=spec.key, error="its worker process died", error_kind="lost")
+                    result.set_result(lost)
+                else:
+                    msg = f"{type(exc).__name__}: {exc}"
+                    result.set_result(ActionOutcome(key=spec.key, error=msg, error_kind="infra"))
 
         inner.add_done_callback(done)
 

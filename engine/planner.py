@@ -50,33 +50,27 @@ def plan(ws: Workspace, requested: list[Label]) -> Plan:
     targets: dict[Label, Target] = {}
     order: list[Label] = []
     state: dict[Label, int] = {}  # 1: on the current path, 2: done
+    stack: list[tuple[Label, list[Label]]] = []  # the current path, each with deps left to visit
     for root in requested:
-        if state.get(root) == 2:
+        if root in state:
             continue
-        stack: list[tuple[Label, list[Label]]] = []
-        path: list[Label] = []
-
-        def enter(label: Label, needed_by: Label | None) -> None:
-            t = ws.target(label, str(needed_by) if needed_by else None)
-            targets[label] = t
-            state[label] = 1
-            path.append(label)
-            stack.append((label, list(reversed(t.deps()))))
-
-        enter(root, None)
+        targets[root] = ws.target(root)
+        state[root] = 1
+        stack.append((root, list(reversed(targets[root].deps()))))
         while stack:
             label, pending = stack[-1]
-            if pending:
-                dep = pending.pop()
-                st = state.get(dep)
-                if st == 1:
-                    cycle = path[path.index(dep) :] + [dep]
-                    raise UserError("dependency cycle: " + " -> ".join(str(c) for c in cycle))
-                if st is None:
-                    enter(dep, label)
+            if not pending:
+                stack.pop()
+                state[label] = 2
+                order.append(label)
                 continue
-            stack.pop()
-            path.pop()
-            state[label] = 2
-            order.append(label)
+            dep = pending.pop()
+            if state.get(dep) == 1:
+                path = [entry[0] for entry in stack]
+                cycle = path[path.index(dep) :] + [dep]
+                raise UserError("dependency cycle: " + " -> ".join(str(c) for c in cycle))
+            if dep not in state:
+                targets[dep] = ws.target(dep, str(label))
+                state[dep] = 1
+                stack.append((dep, list(reversed(targets[dep].deps()))))
     return Plan(requested, targets, order)

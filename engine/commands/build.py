@@ -11,7 +11,14 @@ import msgspec
 
 from mlbuild.engine.actions import ActionFactory
 from mlbuild.engine.backends import executor_class
-from mlbuild.engine.build import BuildOptions, Builder, BuildResult, cpu_count, raise_for_failures, summary_line
+from mlbuild.engine.build import (
+    Builder,
+    BuildOptions,
+    BuildResult,
+    cpu_count,
+    raise_for_failures,
+    summary_line,
+)
 from mlbuild.engine.commands.common import Context, add_build_options, parse_set
 from mlbuild.engine.labels import Label
 from mlbuild.engine.progress import make_reporter

@@ -76,6 +76,13 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kube-context", default=None, help="kubeconfig context for --executor kuberay")
     g.add_argument("--kube-namespace", "--namespace", dest="kube_namespace", default=None, help="namespace for the RayCluster")
     g.add_argument("--keep-cluster", action="store_true", help="keep the RayCluster for the next build of the same image")
+    g.add_argument("--ray-cas-root", default=None, metavar="DIR",
+                   help="the cache's CAS as mounted on the Ray workers (a shared filesystem; default: the local path)")
+    g.add_argument("--ray-workspace", default=None, metavar="DIR",
+                   help="the workspace as mounted on the Ray workers (default: the local path)")
+    g.add_argument("--kube-workers", type=int, default=None, metavar="N", help="worker pods of the RayCluster (default 1)")
+    g.add_argument("--kube-ready-timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up when the RayCluster is not ready after this long (default 600)")
 
 
 def add_remote_options(p: argparse.ArgumentParser) -> None:
