@@ -19,7 +19,12 @@ from mlbuild.cache.records import EnvManifest
 def _site_signature() -> str:
     """Changes whenever a package is installed, removed or upgraded on ``sys.path``."""
     sig = [sys.version]
+    cwd = os.getcwd()
     for entry in sys.path:
+        # The script's folder or the current directory on the path is not an installation;
+        # its mtime changes with every file the user adds.
+        if entry in ("", ".", cwd):
+            continue
         try:
             sig.append(f"{entry}:{os.stat(entry or '.').st_mtime_ns}")
         except OSError:
@@ -52,6 +57,11 @@ class HostEnvironment:
                 self._memo[name] = self._new[name] = self._resolve(name)
 
     def _resolve(self, name: str) -> list[str] | None:
+        try:  # most import names are their distribution's name: no scan needed
+            if importlib.util.find_spec(name) is not None:
+                return [name, importlib.metadata.version(name)]
+        except (importlib.metadata.PackageNotFoundError, ImportError, ValueError):
+            pass
         if self._dists is None:
             self._dists = {k: list(v) for k, v in importlib.metadata.packages_distributions().items()}
         for dist in self._dists.get(name, []) or ([name] if importlib.util.find_spec(name) else []):
