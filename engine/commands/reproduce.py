@@ -1,0 +1,49 @@
+"""``mlbuild reproduce ID``: rebuild a recorded build from its git commit and compare every output.
+
+Exit 0 when every output comes out bit for bit as recorded (or differs only where a rule is
+declared ``deterministic=False``), 1 with a per-action report otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import msgspec
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", metavar="ID", help="the build to reproduce (an id or a unique prefix; see mlbuild builds)")
+    p.add_argument("--executor", default=None, help="where steps run (default: the recorded build's executor)")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the report")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlbuild.engine.backends import executor_class
+    from mlbuild.engine.build import cpu_count
+    from mlbuild.engine.commands.builds import find_build, open_store
+    from mlbuild.engine.reproduce import reproduce
+    from mlbuild.engine.verify import print_report
+
+    store, _ = open_store()
+    record = find_build(store, args.id)
+    executor_name = args.executor or record.executor
+    cls = executor_class(executor_name)
+
+    def make_executor(cas_root: str, workspace: str, jobs: int) -> Any:
+        return cls(cas_root=cas_root, jobs=jobs, workspace=workspace)
+
+    def warn(message: str) -> None:
+        print(f"mlbuild: warning: {message}", file=sys.stderr)
+
+    report = reproduce(
+        store, record, make_executor, executor_name, args.jobs or cpu_count(), warn, quiet=args.quiet or args.json
+    )
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    else:
+        print_report(report)
+    return 0 if report.ok else 1

@@ -1,0 +1,66 @@
+"""``mlbuild rerun ID [--set ...]``: build a recorded build's targets again.
+
+A rerun is a build of the same targets in the same workspace, with the recorded build's
+``--set`` overrides merged with the new ones (a new value for the same field wins), on the
+recorded executor unless ``--executor`` says otherwise. It uses the cache like any build: only
+the steps whose key changed (a config value set differently, code edited since) execute; add
+``--no-cache`` to execute every step. The new build's record names the original
+(``rerun_of``), so ``mlbuild builds show`` links the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mlbuild.engine.commands.common import add_build_options
+from mlbuild.engine.errors import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", metavar="ID", help="the build to re-run (an id or a unique prefix; see mlbuild builds)")
+    add_build_options(p)
+
+
+def merge_overrides(old: dict[str, Any], new: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The recorded overrides with the new ones on top, field by field."""
+    merged: dict[str, dict[str, Any]] = {label: dict(fields) for label, fields in old.items()}
+    for label, fields in new.items():
+        merged.setdefault(label, {}).update(fields)
+    return merged
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    from mlbuild.engine.build import raise_for_failures
+    from mlbuild.engine.commands.build import execute, json_summary
+    from mlbuild.engine.commands.builds import find_build, open_store
+    from mlbuild.engine.commands.common import Context, parse_set
+    from mlbuild.engine.workspace import WORKSPACE_FILE
+
+    store, package = open_store()
+    original = find_build(store, args.id)
+    root = Path(original.workspace)
+    if not (root / WORKSPACE_FILE).is_file():
+        raise UserError(f"build {original.id} was made in {root}, which is no longer a workspace; it cannot be re-run")
+    # New --set values are read relative to where the user is; the build runs in the recorded workspace.
+    overrides = merge_overrides(original.overrides, parse_set(args.overrides, package))
+    store.close()  # the build opens the recorded workspace's store itself (LMDB: once per process)
+    os.chdir(root)
+    ctx = Context()
+    args.executor = args.executor or original.executor
+    result = execute(ctx, ctx.labels(original.targets), args, overrides=overrides)
+    result.record.rerun_of = original.id
+    ctx.store.index.put_build(result.record)
+    print(f"build {result.record.id} re-ran build {original.id}", file=sys.stderr)
+    if args.json:
+        summary = json_summary(result)
+        summary["rerun_of"] = original.id
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+    raise_for_failures(result)
+    return 0

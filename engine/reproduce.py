@@ -1,0 +1,151 @@
+"""Rebuilding a recorded build from its git commit and comparing every output (``mlbuild reproduce``).
+
+The recorded commit is checked out with ``git worktree add`` into a temporary folder, the
+recorded targets are built there with the recorded overrides, with ``--no-cache`` semantics and
+a fresh, empty local store (so not one result or blob is reused), and no remote cache. Every
+action's outputs are then compared with the recorded ones. The worktree and the temporary store
+are removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlbuild.cache.records import BuildRecord
+from mlbuild.cache.store import LocalStore
+from mlbuild.engine.actions import ActionFactory
+from mlbuild.engine.build import Builder, BuildOptions
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.labels import parse_label
+from mlbuild.engine.planner import plan
+from mlbuild.engine.progress import make_reporter
+from mlbuild.engine.verify import ActionCheck, VerifyReport, compare_outputs
+from mlbuild.engine.workspace import Workspace
+
+__all__ = ["reproduce", "worktree"]
+
+
+def _git(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(cwd), *argv], capture_output=True, text=True, timeout=120)
+
+
+@contextmanager
+def worktree(repo: Path, commit: str, dest: Path) -> Iterator[Path]:
+    """``commit`` of the git repository ``repo`` checked out (detached) at ``dest``; removed after."""
+    added = _git(repo, "worktree", "add", "--detach", str(dest), commit)
+    if added.returncode != 0:
+        raise UserError(f"cannot check out commit {commit} of {repo}: {added.stderr.strip() or added.stdout.strip()}")
+    try:
+        yield dest
+    finally:
+        removed = _git(repo, "worktree", "remove", "--force", str(dest))
+        if removed.returncode != 0:
+            shutil.rmtree(dest, ignore_errors=True)
+            _git(repo, "worktree", "prune")
+
+
+def _checkout_root(record: BuildRecord) -> tuple[Path, Path]:
+    """The git top level holding the recorded workspace, and the workspace's path inside it."""
+    workspace = Path(record.workspace)
+    if not workspace.is_dir():
+        raise UserError(f"build {record.id} was made in {workspace}, which no longer exists: no git repository to check out from")
+    top = _git(workspace, "rev-parse", "--show-toplevel")
+    if top.returncode != 0:
+        raise UserError(f"build {record.id}: {workspace} is no longer in a git checkout: {top.stderr.strip()}")
+    root = Path(top.stdout.strip())
+    return root, workspace.resolve().relative_to(root.resolve())
+
+
+def reproduce(
+    store: LocalStore,
+    record: BuildRecord,
+    make_executor: Callable[[str, str, int], Any],
+    executor_name: str,
+    jobs: int,
+    warn: Callable[[str], None],
+    quiet: bool = True,
+) -> VerifyReport:
+    """Rebuild ``record`` from source and compare with what it recorded.
+
+    ``make_executor(cas_root, workspace, jobs)`` makes the executor for the rebuild.
+    """
+    if not record.git_commit:
+        raise UserError(
+            f"build {record.id} has no git commit recorded (its workspace {record.workspace} was not a git checkout), "
+            f"so it cannot be reproduced from source"
+        )
+    if record.git_dirty:
+        warn(
+            f"build {record.id} was made from a tree with uncommitted changes; reproducing commit "
+            f"{record.git_commit[:12]} without them, so outputs those changes affected will differ"
+        )
+    repo, rel = _checkout_root(record)
+    report = VerifyReport(targets=list(record.targets), runs=1, deps=True, executor=executor_name)
+    with tempfile.TemporaryDirectory(prefix="mlbuild-reproduce-") as tmp:
+        with worktree(repo, record.git_commit, Path(tmp) / "src") as src:
+            ws = Workspace(src / rel)
+            fresh = LocalStore(Path(tmp) / "cache")
+            try:
+                the_plan = plan(ws, [parse_label(t) for t in record.targets])
+                factory = ActionFactory(ws, fresh)
+                options = BuildOptions(jobs=jobs, no_cache=True, overrides=dict(record.overrides), materialize=False,
+                                       argv=["mlbuild", "reproduce", record.id])
+                reporter = make_reporter(quiet=quiet)
+                cas_root = os.fspath(fresh.cas.root)
+                builder = Builder(ws, fresh, factory, lambda: make_executor(cas_root, os.fspath(ws.root), jobs),
+                                  reporter, options, remote=None, executor_name=executor_name)
+                try:
+                    result = builder.run(the_plan)
+                finally:
+                    reporter.close()
+                report.actions = _compare(store, fresh, record, result, the_plan, factory)
+            finally:
+                fresh.close()
+    report.ok = all(a.status in ("match", "nondeterministic") for a in report.actions)
+    return report
+
+
+def _compare(store: LocalStore, fresh: LocalStore, record: BuildRecord, result: Any, the_plan: Any, factory: Any) -> list[ActionCheck]:
+    recorded_keys = {a.label: a.key for a in record.actions if a.key and a.status != "failed"}
+    baseline = f"build {record.id}"
+    checks: list[ActionCheck] = []
+    for label in the_plan.order:
+        name = str(label)
+        deterministic = factory.rule_info(the_plan.targets[label]).options.deterministic
+        key = recorded_keys.get(name)
+        new = result.results.get(name)
+        check = ActionCheck(label=name, key=key or "", status="match", deterministic=deterministic, baseline=baseline)
+        checks.append(check)
+        if name in result.failures or new is None:
+            check.status = "failed"
+            check.error = result.failures.get(name, "it did not run: an input failed")
+            continue
+        old = store.index.get_action(key) if key else None
+        if old is None:
+            check.status = "unchecked"
+            check.error = "the recorded result is no longer in the local cache (collected?), so there is nothing to compare with"
+            continue
+        if new.key != key:
+            changed = [
+                part
+                for part, a, b in (
+                    ("inputs", old.key_spec.inputs, new.key_spec.inputs),
+                    ("code", old.key_spec.code, new.key_spec.code),
+                    ("config", old.key_spec.config, new.key_spec.config),
+                    ("environment", old.key_spec.env, new.key_spec.env),
+                )
+                if a != b
+            ]
+            check.notes.append(f"its key differs from the recorded one ({key[:12]} -> {new.key[:12]}): its {', '.join(changed)} differ")
+        check.outputs = compare_outputs(old.outputs, store.cas, new.outputs, fresh.cas)
+        if not all(o.matches for o in check.outputs):
+            check.status = "mismatch" if deterministic else "nondeterministic"
+            check.run = 1
+    return checks
