@@ -15,11 +15,12 @@ from typing import Literal
 import msgspec
 
 from mlbuild.cache.digest import canonical_bytes
-from mlbuild.cache.records import BuildAction, BuildRecord, KeySpec
+from mlbuild.cache.records import ActionResult, BuildAction, BuildRecord, KeySpec
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.hashgraph import HashGraph
 from mlbuild.engine.keydiff import Cause, KeyDiffer
+from mlbuild.engine.labels import Label
 from mlbuild.engine.workspace import Workspace
 
 __all__ = [
@@ -177,7 +178,7 @@ def explain_dry_run(ws: Workspace, store: LocalStore, label: str, graph: HashGra
 
         resolve_image = image_resolver()
     factory = ActionFactory(ws, store, resolve_image=resolve_image)
-    results = {}
+    results: dict[Label, ActionResult] = {}
     pending_roots: dict[str, list[Cause]] = {}
     out: list[ActionExplanation] = []
     for lab in the_plan.order:

@@ -20,7 +20,10 @@ def run(args: argparse.Namespace) -> int:
     from mlbuild.engine.why import diff_builds
 
     store, _, _ = open_store()
-    result = diff_builds(store, args.old, args.new)
+    try:
+        result = diff_builds(store, args.old, args.new)
+    finally:
+        store.close()
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
     else:

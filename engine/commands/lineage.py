@@ -40,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
     if args.depth is not None and args.depth < 0:
         raise UserError("--depth must be 0 or more")
     store, _, package = open_store()
-    graph = HashGraph(store)
-    tree = lineage_tree(store, resolve_key(store, args.what, package, graph), args.depth, graph)
+    try:
+        graph = HashGraph(store)
+        tree = lineage_tree(store, resolve_key(store, args.what, package, graph), args.depth, graph)
+    finally:
+        store.close()
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(tree) + b"\n")
     elif args.format == "dot":

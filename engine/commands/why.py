@@ -23,15 +23,18 @@ def run(args: argparse.Namespace) -> int:
     from mlbuild.engine.why import explain_dry_run, explain_target
 
     store, ws, package = open_store()
-    label = str(parse_label(args.target, package))
-    if args.dry_run:
-        if ws is None:
-            raise UserError("why --dry-run needs a workspace (no mlbuild.toml here or above)")
-        if args.build:
-            raise UserError("why: --dry-run and --build do not go together")
-        explanation = explain_dry_run(ws, store, label)
-    else:
-        explanation = explain_target(store, label, args.build)
+    try:
+        label = str(parse_label(args.target, package))
+        if args.dry_run:
+            if ws is None:
+                raise UserError("why --dry-run needs a workspace (no mlbuild.toml here or above)")
+            if args.build:
+                raise UserError("why: --dry-run and --build do not go together")
+            explanation = explain_dry_run(ws, store, label)
+        else:
+            explanation = explain_target(store, label, args.build)
+    finally:
+        store.close()
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode(explanation) + b"\n")
     else:
