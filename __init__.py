@@ -2,8 +2,11 @@
 
 The public API is small: ``rule`` marks a step, ``target`` declares one in a ``BUILD.py``,
 ``Config`` is the base of step configs, ``File`` names a source file, ``Resources`` states what
-a step needs to run.
+a step needs to run, ``RayCluster`` opens a Ray cluster inside a step (imported on first use,
+so ``import mlbuild`` never loads ray).
 """
+
+from typing import Any
 
 from mlbuild.rules.config import Config
 from mlbuild.rules.rule import Resources, rule
@@ -11,4 +14,12 @@ from mlbuild.rules.target import File, target
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "File", "Resources", "rule", "target", "__version__"]
+__all__ = ["Config", "File", "RayCluster", "Resources", "rule", "target", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RayCluster":
+        from mlbuild.remote.ray_cluster import RayCluster
+
+        return RayCluster
+    raise AttributeError(f"module 'mlbuild' has no attribute {name!r}")

@@ -25,8 +25,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import mlbuild
 import msgspec
+
+import mlbuild
 from mlbuild.cache.cas import CAS
 from mlbuild.cache.digest import digest_file
 from mlbuild.cache.trees import read_tree

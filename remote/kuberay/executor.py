@@ -1,0 +1,226 @@
+"""The kuberay executor: a RayCluster on Kubernetes for the build, from the steps' own image.
+
+On the first step it creates the cluster (head and one worker group, sized from that step's
+``Resources``, ``--kube-workers`` workers, labelled with the build id and the image digest),
+waits until it is ready (``--kube-ready-timeout``), connects to its head with the Ray client
+and from then on runs steps exactly as the ray executor does. ``close`` — at the end of the
+build, after a failure, or on Ctrl-C — disconnects and deletes the cluster, unless
+``--keep-cluster``, which keeps it for the next build of the same image and shape (and reuses
+a kept one now).
+
+The steps' CAS and workspace must be mounted on the cluster's nodes (a shared filesystem) at the
+paths given by ``--ray-cas-root`` and ``--ray-workspace`` (default: the same paths as here), and
+the image must have mlbuild installed at the driver's version. See ``docs/kuberay.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
+from mlbuild.engine.provenance import new_build_id
+from mlbuild.remote.kuberay.cluster import (
+    ClusterHandle,
+    KubeRayError,
+    cluster_status,
+    head_address,
+    managed_cluster,
+)
+from mlbuild.remote.kuberay.manifest import ClusterSpec, HeadGroup, NodeResources, WorkerGroup
+from mlbuild.remote.ray_cluster import ENV_IMAGE, ENV_NAMESPACE
+from mlbuild.remote.ray_executor import RayExecutor, RaySession
+from mlbuild.rules.rule import Resources
+
+__all__ = ["ENV_IMAGE", "ENV_NAMESPACE", "KubeRayExecutor", "cluster_spec_for", "node_resources"]
+
+PORT_FORWARD_WAIT_S = 30.0
+
+
+def node_resources(resources: Resources, *, min_cpus: float = 1.0, min_memory: str = "2Gi") -> NodeResources:
+    """A pod big enough for one step with ``resources`` (at least ``min_cpus``, ``min_memory``)."""
+    return NodeResources(
+        cpus=max(resources.cpus, min_cpus),
+        memory=resources.memory or min_memory,
+        gpus=resources.gpus,
+    )
+
+
+def cluster_spec_for(
+    spec: ActionSpec, build_id: str, namespace: str, workers: int, ray_version: str
+) -> ClusterSpec:
+    """The RayCluster of a build whose first step is ``spec``: its image, its resources."""
+    assert spec.image is not None
+    node = node_resources(spec.options.resources)
+    return ClusterSpec(
+        build_id=build_id,
+        image=spec.image,
+        ray_version=ray_version,
+        namespace=namespace,
+        head=HeadGroup(resources=node_resources(Resources())),
+        workers=(WorkerGroup(group_name="workers", replicas=workers, resources=node),),
+        # On the pods: a step's own `with RayCluster(...)` then opens its cluster on Kubernetes too.
+        env={ENV_NAMESPACE: namespace, ENV_IMAGE: spec.image},
+    )
+
+
+class KubeRayExecutor:
+    """Creates the build's RayCluster on the first step, runs every step there, deletes it."""
+
+    name = "kuberay"
+
+    def __init__(
+        self,
+        cas_root: str,
+        jobs: int = 1,
+        build_id: str | None = None,
+        kube_context: str | None = None,
+        kube_namespace: str | None = None,
+        keep_cluster: bool = False,
+        kube_workers: int | None = None,
+        kube_ready_timeout: float | None = None,
+        ray_cas_root: str | None = None,
+        ray_workspace: str | None = None,
+        kube_api_client: Any = None,
+        kube_poll_interval: float = 2.0,
+        **_: object,
+    ) -> None:
+        self.cas_root = cas_root
+        self.jobs = jobs
+        self.build_id = build_id or new_build_id()
+        self.kube_context = kube_context
+        self.namespace = kube_namespace or "default"
+        self.keep = keep_cluster
+        self.workers = 1 if kube_workers is None else kube_workers
+        self.ready_timeout = 600.0 if kube_ready_timeout is None else kube_ready_timeout
+        self.ray_cas_root = ray_cas_root
+        self.ray_workspace = ray_workspace
+        self.api_client = kube_api_client
+        self.poll_interval = kube_poll_interval
+        self.handle: ClusterHandle | None = None
+        self.image: str | None = None
+        self._ray: RayExecutor | None = None
+        self._stack = contextlib.ExitStack()
+        self._lock = threading.Lock()
+
+    def submit(self, spec: ActionSpec) -> Future[ActionOutcome]:
+        if spec.image is None:
+            return _done(spec, "--executor kuberay runs every step in a container image, and this one has none: "
+                         "give it one (target(image=...), @rule(image=...), or [workspace] image in mlbuild.toml)")
+        with self._lock:
+            if self._ray is None:
+                self._start(spec)
+            elif spec.image != self.image:
+                return _done(spec, f"a kuberay build runs in one RayCluster of one image ({self.image}); "
+                             f"this step's image is {spec.image}: build it separately")
+        assert self._ray is not None
+        inner = self._ray.submit(spec)
+        result: Future[ActionOutcome] = Future()
+
+        def done(f: Future[ActionOutcome]) -> None:
+            outcome = f.result()
+            if outcome.error_kind in ("lost", "infra"):
+                outcome.error = f"{outcome.error}{self._cluster_problem()}"
+            result.set_result(outcome)
+
+        inner.add_done_callback(done)
+        return result
+
+    def _start(self, spec: ActionSpec) -> None:
+        """Create (or reuse), wait for and connect to the cluster; UserError naming the step."""
+        import ray
+
+        cluster = cluster_spec_for(spec, self.build_id, self.namespace, self.workers, ray.__version__)
+        try:
+            self.handle = self._stack.enter_context(
+                managed_cluster(
+                    cluster,
+                    self.kube_context,
+                    self.namespace,
+                    keep=self.keep,
+                    ready_timeout_s=self.ready_timeout,
+                    poll_interval_s=self.poll_interval,
+                    api_client=self.api_client,
+                )
+            )
+        except (KubeRayError, ValueError) as exc:
+            raise UserError(f"{spec.label}: {exc}") from None
+        except Exception as exc:  # the kubeconfig, the API server
+            raise UserError(f"{spec.label}: cannot create a RayCluster in namespace {self.namespace!r}: "
+                            f"{type(exc).__name__}: {exc}") from None
+        try:
+            address = head_address(self.handle)
+            url = address.url
+            if address.port_forward:
+                url = self._port_forward(address.port_forward, address.port, url)
+            session = RaySession(url)
+            self._stack.callback(session.close)
+            self._ray = RayExecutor(
+                self.cas_root, self.jobs, ray_cas_root=self.ray_cas_root, ray_workspace=self.ray_workspace, session=session
+            )
+            self.image = spec.image
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, KubeRayError):
+                raise UserError(f"{spec.label}: {exc}") from None
+            raise
+
+    def _port_forward(self, command: str, port: int, url: str) -> str:
+        """Run ``kubectl port-forward`` for the build; the head is then on 127.0.0.1:``port``."""
+        argv = shlex.split(command)
+        if shutil.which(argv[0]) is None:
+            raise UserError(f"the RayCluster's head is only reachable through `{command}`, and kubectl is not installed")
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self._stack.callback(_stop_process, proc)
+        deadline = time.monotonic() + PORT_FORWARD_WAIT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise UserError(f"`{command}` failed: {err.strip()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                return url
+            time.sleep(0.2)
+        raise UserError(f"`{command}` did not open port {port} within {PORT_FORWARD_WAIT_S:g}s")
+
+    def _cluster_problem(self) -> str:
+        """Why the cluster may have lost a step (an evicted head pod), as a suffix for its error."""
+        if self.handle is None:
+            return ""
+        try:
+            status = cluster_status(self.handle, request_timeout_s=10)
+        except Exception as exc:
+            return f"; RayCluster {self.handle.name!r}: status unreadable ({type(exc).__name__}: {exc})"
+        if status.head_failed or status.head_problem:
+            return f"; RayCluster {self.handle.name!r}: {status.describe()}"
+        return ""
+
+    def close(self) -> None:
+        """Disconnect, stop the port-forward, delete the cluster (unless --keep-cluster)."""
+        self._ray = None
+        try:
+            self._stack.close()
+        except KubeRayError as exc:
+            raise UserError(str(exc)) from None
+
+
+def _done(spec: ActionSpec, message: str) -> Future[ActionOutcome]:
+    result: Future[ActionOutcome] = Future()
+    result.set_result(ActionOutcome(key=spec.key, error=message, error_kind="infra"))
+    return result
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

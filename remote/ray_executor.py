@@ -1,0 +1,192 @@
+"""The ray executor: each step as a Ray task, on a local Ray started for the build or on a
+running cluster (``--ray-address ADDR`` or ``RAY_ADDRESS``).
+
+Steps' inputs and outputs go through mlbuild's CAS, never only through Ray's object store: the
+task reads its inputs from the CAS and writes its outputs there, and the build records each
+finished action in the action cache as it completes. So a build interrupted on Ray resumes from
+the cache. The CAS must be reachable from the workers at a path: on one machine it is the local
+cache directory; on a multi-node cluster, a shared filesystem mounted on every node (give its
+path on the workers with ``--ray-cas-root``, and the workspace's with ``--ray-workspace``).
+
+A step's ``Resources`` become the task's ``num_cpus``, ``num_gpus`` and ``memory``; its
+``retries`` become ``max_retries``, which Ray applies when the worker process dies (a step that
+raises is not retried: its error is the outcome).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import msgspec
+
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
+from mlbuild.engine.runner import run_encoded
+from mlbuild.remote.resources import ray_options
+
+__all__ = ["RayExecutor", "RaySession", "check_reachable", "run_step"]
+
+CONNECT_TIMEOUT_S = 10.0
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(ActionOutcome)
+
+
+def run_step(spec_bytes: bytes, cas_root: str) -> bytes:
+    """The body of every step's Ray task: the same runner every executor ends in."""
+    return run_encoded(spec_bytes, cas_root)
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """UserError unless something listens at ``address`` (``host:port`` or ``ray://host:port``).
+
+    Ray itself would retry a dead address for a minute or more before giving up."""
+    hostport = address.removeprefix("ray://").split("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local", or a form Ray resolves itself
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+class RaySession:
+    """This process's connection to Ray for one build: made on creation, undone by ``close``.
+
+    If Ray is already initialized in this process (a test, a notebook, a benchmark) it is used
+    as it is and left running."""
+
+    def __init__(self, address: str | None, num_cpus: int | None = None, runtime_env: dict[str, Any] | None = None) -> None:
+        import ray
+
+        self.ray = ray
+        self.owned = False
+        self.local = False
+        self.address = address
+        if ray.is_initialized():
+            return
+        kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+        if runtime_env:
+            kwargs["runtime_env"] = runtime_env
+        if address:
+            check_reachable(address)
+            kwargs["address"] = address
+        else:
+            # Not RAY_ADDRESS either (the caller resolved it): start a local Ray for this build.
+            kwargs.update(num_cpus=num_cpus, include_dashboard=False, address="local")
+            self.local = True
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:
+            where = f"the Ray cluster at {address}" if address else "a local Ray"
+            raise UserError(f"cannot connect to {where}: {type(exc).__name__}: {exc}") from None
+        self.owned = True
+
+    def node_capacity(self) -> dict[str, float]:
+        """The most of each resource one node offers (a task cannot span nodes)."""
+        best: dict[str, float] = {}
+        for node in self.ray.nodes():
+            if not node.get("Alive"):
+                continue
+            for name, amount in (node.get("Resources") or {}).items():
+                best[name] = max(best.get(name, 0.0), float(amount))
+        return best
+
+    def close(self) -> None:
+        if self.owned:
+            self.owned = False
+            self.ray.shutdown()
+
+
+class RayExecutor:
+    """Runs each action as a Ray task against a CAS the workers reach at ``cas_root``."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        cas_root: str,
+        jobs: int = 1,
+        ray_address: str | None = None,
+        ray_cas_root: str | None = None,
+        ray_workspace: str | None = None,
+        session: RaySession | None = None,
+        **_: object,
+    ) -> None:
+        address = ray_address or os.environ.get("RAY_ADDRESS") or None
+        self.session = session or RaySession(address, num_cpus=max(1, jobs))
+        self.cas_root = ray_cas_root or cas_root
+        self.workspace = ray_workspace
+        # A task that asks for more than any node has would wait forever: on a cluster of a
+        # known, fixed shape (the local one, or one made for this build) it fails at once.
+        self.capacity = self.session.node_capacity() if self.session.local or session is not None else None
+        self._task = self.session.ray.remote(run_step)
+        self._variants: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def _task_for(self, spec: ActionSpec) -> Any:
+        res = spec.options.resources
+        key = (res.cpus, res.gpus, res.memory, spec.options.retries)
+        with self._lock:
+            task = self._variants.get(key)
+            if task is None:
+                task = self._variants[key] = self._task.options(**ray_options(res, spec.options.retries))
+            return task
+
+    def _misfit(self, spec: ActionSpec) -> str | None:
+        if self.capacity is None:
+            return None
+        res = spec.options.resources
+        for name, wanted in (("CPU", res.cpus), ("GPU", float(res.gpus))):
+            have = self.capacity.get(name, 0.0)
+            if wanted > have:
+                return (
+                    f"it needs {wanted:g} {name}s but no node of the Ray cluster has more than {have:g} "
+                    f"(resources=Resources(...) of its rule)"
+                )
+        return None
+
+    def submit(self, spec: ActionSpec) -> Future[ActionOutcome]:
+        result: Future[ActionOutcome] = Future()
+        misfit = self._misfit(spec)
+        if misfit is not None:
+            result.set_result(ActionOutcome(key=spec.key, error=misfit, error_kind="infra"))
+            return result
+        if self.workspace:
+            spec = msgspec.structs.replace(spec, workspace=self.workspace)
+        try:
+            ref = self._task_for(spec).remote(_enc.encode(spec), self.cas_root)
+        except Exception as exc:
+            result.set_result(ActionOutcome(key=spec.key, error=f"Ray refused the task: {exc}", error_kind="infra"))
+            return result
+        retries = spec.options.retries
+
+        def done(inner: Future[bytes]) -> None:
+            exc = inner.exception()
+            if exc is None:
+                result.set_result(_dec.decode(inner.result()))
+            else:
+                result.set_result(self._outcome_for(spec.key, exc, retries))
+
+        ref.future().add_done_callback(done)
+        return result
+
+    def _outcome_for(self, key: str, exc: BaseException, retries: int) -> ActionOutcome:
+        from ray import exceptions as rex
+
+        if isinstance(exc, rex.WorkerCrashedError | rex.NodeDiedError | rex.OutOfMemoryError | rex.LocalRayletDiedError):
+            tried = f" (tried {retries + 1} times)" if retries else ""
+            return ActionOutcome(key=key, error=f"its Ray worker died{tried}: {type(exc).__name__}", error_kind="lost")
+        message = str(exc).strip().splitlines()
+        return ActionOutcome(key=key, error=f"Ray: {type(exc).__name__}: {message[-1] if message else ''}", error_kind="infra")
+
+    def close(self) -> None:
+        self.session.close()
