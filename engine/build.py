@@ -354,6 +354,12 @@ class _BuildState:
         message = outcome.error or "failed"
         log = self._log_tail(outcome.log_digest)
         text = message + (f"\n--- output of the step (last lines) ---\n{log}" if log else "")
+        # Imported here: only a failure needs the running UI's address.
+        from mlbuild.engine.ui.state import step_link
+
+        link = step_link(self.b.store.root, self.record.id, key)
+        if link:
+            text += f"\nsee {link}"
         self.failures[str(label)] = message
         self.record.actions.append(
             BuildAction(label=str(label), key=key, status="failed", seconds=seconds, error=message, log_digest=outcome.log_digest)

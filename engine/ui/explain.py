@@ -1,0 +1,56 @@
+"""The lineage and why tabs: the engine's own lineage walk and ``why`` explanation, as the
+``mlbuild lineage`` and ``mlbuild why`` commands give them, wrapped for the JSON API."""
+
+from __future__ import annotations
+
+import msgspec
+
+from mlbuild.cache.store import LocalStore
+from mlbuild.engine.errors import UserError
+from mlbuild.engine.hashgraph import HashGraph
+from mlbuild.engine.lineage import Consumer, LineageGraph, consumers, lineage_tree
+from mlbuild.engine.lineage_render import cause_text
+from mlbuild.engine.ui.views import BadRequest, NotFound
+from mlbuild.engine.why import ActionExplanation, explain_build_action
+
+__all__ = ["LineageView", "WhyView", "lineage", "why"]
+
+
+class LineageView(msgspec.Struct):
+    """Upstream: the lineage tree down to the sources. Downstream: every action that used this
+    action's result, directly or not, nearest first."""
+
+    key: str
+    upstream: LineageGraph
+    downstream: list[Consumer]
+
+
+def lineage(store: LocalStore, key: str, depth: str | None = None) -> LineageView:
+    try:
+        levels = None if depth in (None, "") else int(depth)
+    except ValueError:
+        raise BadRequest(f"depth must be a number, not {depth!r}") from None
+    graph = HashGraph(store)
+    result = graph.action(key)
+    if result is None:
+        raise NotFound(f"no action {key!r} in this cache (it failed, or was collected)")
+    try:
+        upstream = lineage_tree(store, key, levels, graph=graph)
+    except UserError as exc:
+        raise NotFound(str(exc)) from None
+    return LineageView(key, upstream, consumers(store, result.result_digest(), None, graph=graph))
+
+
+class WhyView(msgspec.Struct):
+    """``mlbuild why`` for one step of one build: the verdict, and each cause as a phrase."""
+
+    explanation: ActionExplanation
+    texts: list[str]
+
+
+def why(store: LocalStore, build_id: str, label: str) -> WhyView:
+    try:
+        explanation = explain_build_action(store, build_id, label)
+    except UserError as exc:
+        raise NotFound(str(exc)) from None
+    return WhyView(explanation, [cause_text(c) for c in explanation.causes])

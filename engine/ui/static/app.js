@@ -1,0 +1,41 @@
+// The mlbuild UI: routes on the URL path; each page renders into <main id="app">.
+//   /  /builds                 the builds list (?target= &status= &commit= filter it)
+//   /builds/<id>               a build: its DAG and the selected step (#run=<key>&tab=<tab>)
+//   /targets  /targets/<label> the targets, and one target's history
+
+import { buildPage } from "./build.js";
+import { errorBox, h } from "./dom.js";
+import { buildsPage, targetPage, targetsPage } from "./pages.js";
+
+async function route() {
+  const root = document.getElementById("app");
+  const path = decodeURIComponent(location.pathname).replace(/\/+$/, "") || "/";
+  const nav = (name) => document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("on", a.dataset.nav === name));
+  try {
+    let m;
+    if (path === "/" || path === "/builds") {
+      nav("builds");
+      document.title = "Builds · mlbuild";
+      await buildsPage(root);
+    } else if ((m = path.match(/^\/builds\/([^/]+)$/))) {
+      nav("builds");
+      document.title = `Build ${m[1]} · mlbuild`;
+      await buildPage(root, m[1]);
+    } else if (path === "/targets") {
+      nav("targets");
+      document.title = "Targets · mlbuild";
+      await targetsPage(root);
+    } else if ((m = path.match(/^\/targets\/(.+)$/))) {
+      nav("targets");
+      const label = "//" + m[1].replace(/^\/+/, "");
+      document.title = `${label} · mlbuild`;
+      await targetPage(root, label);
+    } else {
+      root.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "/" }, "All builds")));
+    }
+  } catch (err) {
+    root.replaceChildren(errorBox(err));
+  }
+}
+
+route();

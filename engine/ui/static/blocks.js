@@ -1,0 +1,122 @@
+// Rendering the artifact blocks the API returns (see render.py): tables, array summaries,
+// histograms, images, heatmaps, text, file lists.
+
+import { bytes, h, num, s } from "./dom.js";
+
+export function renderBlocks(blocks, depth = 0) {
+  return blocks.map((b) => renderBlock(b, depth));
+}
+
+function renderBlock(b, depth) {
+  switch (b.kind) {
+    case "section": return section(b, depth);
+    case "scalars": return scalars(b);
+    case "array": return array(b);
+    case "image": return h("figure", { class: "block image" }, h("img", { src: b.src, alt: b.name }), h("figcaption", {}, b.name));
+    case "heatmap": return heatmap(b);
+    case "text": return text(b);
+    case "files": return files(b, depth);
+    case "note": return h("p", { class: "block note" }, h("b", {}, b.name + ": "), b.text);
+    default: return h("p", { class: "note" }, `(${b.kind})`);
+  }
+}
+
+function section(b, depth) {
+  // The top-level section of a value has the output's name, already shown as the heading.
+  if (depth === 0) return h("div", { class: "section" }, renderBlocks(b.blocks, depth + 1));
+  return h("div", { class: "section nested" }, h("h4", {}, b.name), renderBlocks(b.blocks, depth + 1));
+}
+
+function value(v) {
+  if (Array.isArray(v)) return h("span", { class: "list" }, v.map(num).join(", "));
+  if (typeof v === "number") return h("span", { class: "num" }, num(v));
+  if (typeof v === "boolean" || v === null) return h("span", { class: "lit" }, String(v));
+  return String(v);
+}
+
+function scalars(b) {
+  return h("table", { class: "block kv" },
+    h("tbody", {}, b.rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, value(v))))));
+}
+
+function array(b) {
+  const stats = [["shape", `(${b.shape.join(", ")}${b.shape.length === 1 ? "," : ""})`], ["dtype", b.dtype], ["size", b.size]];
+  for (const k of ["min", "max", "mean", "std"]) if (b[k] !== null && b[k] !== undefined) stats.push([k, num(b[k])]);
+  return h("div", { class: "block array" },
+    h("h4", {}, b.name, h("span", { class: "muted" }, ` array (${b.shape.join("×")}) ${b.dtype}`)),
+    h("div", { class: "array-body" },
+      h("table", { class: "kv compact" }, h("tbody", {}, stats.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, typeof v === "number" ? num(v) : v))))),
+      b.histogram ? histogram(b.histogram) : null,
+    ),
+    b.images.length ? h("div", { class: "thumbs" }, b.images.map((src, i) => h("img", { src, alt: `${b.name}[${i}]`, title: `${b.name}[${i}]` }))) : null,
+    b.preview ? h("div", { class: "preview muted" }, "first values: ", b.preview.map(num).join(", "), b.size > b.preview.length ? ", …" : "") : null,
+  );
+}
+
+function histogram(hist) {
+  const W = 240, H = 80, n = hist.counts.length;
+  const max = Math.max(1, ...hist.counts);
+  const bw = W / n;
+  const lo = hist.edges[0], hi = hist.edges[hist.edges.length - 1];
+  return h("figure", { class: "hist" },
+    s("svg", { width: W, height: H + 16, viewBox: `0 0 ${W} ${H + 16}`, role: "img", "aria-label": "histogram" },
+      hist.counts.map((c, i) => {
+        const bh = (c / max) * H;
+        return s("rect", { x: i * bw + 0.5, y: H - bh, width: Math.max(1, bw - 1), height: bh, class: "bar" },
+          s("title", {}, `${num(hist.edges[i])} – ${num(hist.edges[i + 1])}: ${c}`));
+      }),
+      s("line", { x1: 0, y1: H + 0.5, x2: W, y2: H + 0.5, class: "axis" }),
+      s("text", { x: 0, y: H + 13, class: "tick" }, num(lo)),
+      s("text", { x: W, y: H + 13, class: "tick", "text-anchor": "end" }, num(hi)),
+    ),
+  );
+}
+
+function heatmap(b) {
+  const n = b.matrix.length;
+  const cell = n > 20 ? 18 : 34;
+  const pad = 28;
+  const size = n * cell;
+  const cells = [];
+  b.matrix.forEach((row, i) => row.forEach((v, j) => {
+    const t = b.max > 0 ? v / b.max : 0;
+    cells.push(s("rect", { x: pad + j * cell, y: pad + i * cell, width: cell - 1, height: cell - 1, fill: heat(t), class: i === j ? "diag" : "" },
+      s("title", {}, `true ${i}, predicted ${j}: ${num(v)}`)));
+    if (cell >= 30) cells.push(s("text", { x: pad + j * cell + cell / 2, y: pad + i * cell + cell / 2 + 4, "text-anchor": "middle", class: t > 0.55 ? "cell light" : "cell" }, num(v)));
+  }));
+  const ticks = [];
+  for (let k = 0; k < n; k++) {
+    ticks.push(s("text", { x: pad + k * cell + cell / 2, y: pad - 6, "text-anchor": "middle", class: "tick" }, k));
+    ticks.push(s("text", { x: pad - 6, y: pad + k * cell + cell / 2 + 4, "text-anchor": "end", class: "tick" }, k));
+  }
+  return h("figure", { class: "block heatmap" },
+    h("h4", {}, b.name, h("span", { class: "muted" }, ` ${n}×${n}, rows: true, columns: predicted`)),
+    s("svg", { width: pad + size + 4, height: pad + size + 4, role: "img", "aria-label": b.name }, cells, ticks));
+}
+
+function heat(t) {
+  // white -> deep blue
+  const r = Math.round(255 - t * (255 - 23));
+  const g = Math.round(255 - t * (255 - 78));
+  const bl = Math.round(255 - t * (255 - 156));
+  return `rgb(${r},${g},${bl})`;
+}
+
+function text(b) {
+  return h("div", { class: "block text" },
+    b.name ? h("h4", {}, b.name) : null,
+    h("pre", { class: b.language }, b.text),
+    b.truncated ? h("p", { class: "muted" }, "(truncated: download the file for all of it)") : null);
+}
+
+function files(b, depth) {
+  return h("div", { class: "block files" },
+    h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, h("th", {}, "file"), h("th", { class: "r" }, "size"), h("th", {}, ""))),
+      h("tbody", {}, b.files.map((f) => h("tr", {},
+        h("td", { class: "mono" }, f.path),
+        h("td", { class: "r" }, bytes(f.size)),
+        h("td", {}, h("a", { href: f.url, download: f.path.split("/").pop() }, "download"))))),
+      h("tfoot", {}, h("tr", {}, h("td", {}, b.files.length === 1 ? "1 file" : `${b.files.length} files`), h("td", { class: "r" }, bytes(b.total)), h("td", {})))),
+    b.rendered.length ? h("div", { class: "rendered" }, renderBlocks(b.rendered, depth + 1)) : null);
+}

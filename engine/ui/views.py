@@ -1,0 +1,325 @@
+"""What the UI's JSON API returns, read from the local store: builds, steps, artifacts, history.
+
+Every response is a msgspec Struct defined here (documented in ``docs/ui-api.md``); the server
+only routes requests to these functions and encodes their results. Nothing here writes to the
+store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from mlbuild.cache.cas import CorruptBlob, MissingBlob
+from mlbuild.cache.records import ActionResult, BuildRecord
+from mlbuild.cache.store import LocalStore
+from mlbuild.engine.hashgraph import HashGraph
+from mlbuild.engine.keydiff import Cause, KeyDiffer
+from mlbuild.engine.lineage_render import cause_text
+from mlbuild.engine.ui.dag import Dag, build_dag
+from mlbuild.engine.ui.render import Block, blob_url, render_artifact
+
+__all__ = [
+    "NotFound", "BadRequest", "BuildSummary", "BuildList", "BuildDetail", "StepDetail", "StepOutput", "StepCode",
+    "StepEnv", "LogText", "TargetHistory", "list_builds", "build_detail", "step_detail",
+    "step_output", "step_code", "step_env", "log_text", "target_history", "target_labels",
+]
+
+MAX_LOG = 1024 * 1024  # bytes of a log shown inline: the tail, the rest is a download
+
+
+class NotFound(LookupError):
+    """The build, action or blob asked for is not in this store."""
+
+
+class BadRequest(ValueError):
+    """A request names something malformed (not a digest, not a label)."""
+
+
+class BuildSummary(msgspec.Struct):
+    id: str
+    started: float
+    finished: float | None
+    status: str
+    user: str
+    host: str
+    workspace: str
+    targets: list[str]
+    argv: list[str]
+    git_commit: str | None
+    git_dirty: bool | None
+    executor: str
+    counts: dict[str, int]  # status -> number of actions
+
+
+class BuildList(msgspec.Struct):
+    builds: list[BuildSummary]
+    total: int  # builds matching the filters, before the limit
+
+
+class BuildDetail(msgspec.Struct):
+    build: BuildSummary
+    overrides: dict[str, Any]
+    dag: Dag
+
+
+class Output(msgspec.Struct):
+    name: str
+    digest: str
+    codec: str
+    size: int
+    url: str
+
+
+class Input(msgspec.Struct):
+    """One input of a step: an upstream action's result, or a source file of the workspace."""
+
+    name: str
+    digest: str
+    producer_key: str | None = None
+    producer_label: str | None = None
+    source: str | None = None  # workspace-relative path of a source-file input
+    outputs: list[Output] = []
+
+
+class StepDetail(msgspec.Struct):
+    key: str
+    label: str
+    rule: str
+    code: str
+    env: str
+    config: Any
+    inputs: list[Input]
+    outputs: list[Output]
+    log_digest: str | None
+    started: float
+    finished: float
+    host: str
+    executor: str
+    pickled: bool
+
+
+class RenderedOutput(msgspec.Struct):
+    name: str
+    digest: str
+    codec: str
+    size: int
+    url: str
+    blocks: list[Block]
+
+
+class StepOutput(msgspec.Struct):
+    key: str
+    label: str
+    outputs: list[RenderedOutput]
+
+
+class Function(msgspec.Struct):
+    name: str
+    file: str
+    digest: str
+    source: str | None  # None when the CAS no longer holds it
+
+
+class StepCode(msgspec.Struct):
+    digest: str
+    rule: str
+    imports: list[str]
+    functions: list[Function]
+    available: bool  # False when the code manifest is gone from the CAS
+
+
+class StepEnv(msgspec.Struct):
+    digest: str
+    image: str | None
+    python: str | None
+    packages: dict[str, str]
+    available: bool
+
+
+class LogText(msgspec.Struct):
+    digest: str
+    text: str
+    size: int
+    truncated: bool  # only the last MAX_LOG bytes are in ``text``
+
+
+class HistoryEntry(msgspec.Struct):
+    build_id: str
+    started: float
+    build_status: str
+    status: str  # the step's status in that build
+    key: str | None
+    seconds: float
+    causes: list[Cause]  # what differs from the next older entry with another key
+    texts: list[str]  # each cause as a phrase, as ``mlbuild why`` prints it
+
+
+class TargetHistory(msgspec.Struct):
+    label: str
+    entries: list[HistoryEntry]  # newest first
+
+
+# -- builds --------------------------------------------------------------------------------
+
+
+def summarize(record: BuildRecord) -> BuildSummary:
+    counts: dict[str, int] = {}
+    latest = {a.label: a.status for a in record.actions}
+    for status in latest.values():
+        counts[status] = counts.get(status, 0) + 1
+    return BuildSummary(
+        record.id, record.started, record.finished, record.status, record.user, record.host,
+        record.workspace, record.targets, record.argv, record.git_commit, record.git_dirty,
+        record.executor, counts,
+    )
+
+
+def list_builds(
+    store: LocalStore, target: str = "", status: str = "", commit: str = "", limit: int = 200
+) -> BuildList:
+    """Recorded builds, newest first; ``target`` matches a requested or built label (substring),
+    ``commit`` a prefix of the git commit."""
+    matched = []
+    for record in store.index.list_builds():
+        if status and record.status != status:
+            continue
+        if commit and not (record.git_commit or "").startswith(commit):
+            continue
+        if target and not any(target in t for t in record.targets) and not any(
+            target in a.label for a in record.actions
+        ):
+            continue
+        matched.append(record)
+    return BuildList([summarize(r) for r in matched[:limit]], len(matched))
+
+
+def _build(store: LocalStore, build_id: str) -> BuildRecord:
+    record = store.index.get_build(build_id)
+    if record is None:
+        raise NotFound(f"no build {build_id!r} in this cache")
+    return record
+
+
+def build_detail(store: LocalStore, build_id: str) -> BuildDetail:
+    record = _build(store, build_id)
+    return BuildDetail(summarize(record), record.overrides, build_dag(store.index, record))
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+
+def _result(graph: HashGraph, key: str) -> ActionResult:
+    result = graph.action(key)
+    if result is None:
+        raise NotFound(f"no action {key!r} in this cache (it failed, or was collected)")
+    return result
+
+
+def _outputs(result: ActionResult) -> list[Output]:
+    return [Output(o.name, o.digest, o.codec, o.size, blob_url(o.digest, _download_name(result, o.name, o.codec)))
+            for o in result.outputs]
+
+
+def _download_name(result: ActionResult, name: str, codec: str) -> str:
+    from mlbuild.engine.build import VALUE_SUFFIX
+
+    base = result.label.rsplit(":", 1)[-1]
+    return f"{base}.{name}" + VALUE_SUFFIX.get(codec, ".tree.msgpack")
+
+
+def step_detail(store: LocalStore, key: str) -> StepDetail:
+    graph = HashGraph(store)
+    result = _result(graph, key)
+    sources = result.sources
+    inputs = []
+    for name, digest in result.key_spec.inputs.items():
+        producer = graph.producer(digest)
+        upstream = graph.action(producer) if producer else None
+        inputs.append(Input(
+            name, digest,
+            producer_key=producer,
+            producer_label=upstream.label if upstream else None,
+            source=None if upstream else sources.get(name),
+            outputs=_outputs(upstream) if upstream else [],
+        ))
+    return StepDetail(
+        result.key, result.label, result.rule, result.key_spec.code, result.key_spec.env,
+        result.key_spec.config, inputs, _outputs(result), result.log_digest, result.started,
+        result.finished, result.host, result.executor, result.pickled,
+    )
+
+
+def step_output(store: LocalStore, key: str) -> StepOutput:
+    result = _result(HashGraph(store), key)
+    rendered = [
+        RenderedOutput(o.name, o.digest, o.codec, o.size, out.url, render_artifact(store.cas, o))
+        for o, out in zip(result.outputs, _outputs(result), strict=True)
+    ]
+    return StepOutput(result.key, result.label, rendered)
+
+
+def step_code(store: LocalStore, key: str) -> StepCode:
+    graph = HashGraph(store)
+    digest = _result(graph, key).key_spec.code
+    manifest = graph.code_manifest(digest)
+    if manifest is None:
+        return StepCode(digest, "", [], [], False)
+    functions = [Function(f.name, f.file, f.source, graph.source_text(f.source)) for f in manifest.functions]
+    return StepCode(digest, manifest.rule, manifest.imports, functions, True)
+
+
+def step_env(store: LocalStore, key: str) -> StepEnv:
+    graph = HashGraph(store)
+    digest = _result(graph, key).key_spec.env
+    manifest = graph.env_manifest(digest)
+    if manifest is None:
+        return StepEnv(digest, None, None, {}, False)
+    return StepEnv(digest, manifest.image, manifest.python, dict(sorted(manifest.packages.items())), True)
+
+
+def log_text(store: LocalStore, digest: str) -> LogText:
+    try:
+        data = store.cas.get_bytes(digest)
+    except (MissingBlob, CorruptBlob) as exc:
+        raise NotFound(f"log {digest} is not readable here: {exc}") from None
+    tail = data[-MAX_LOG:]
+    return LogText(digest, tail.decode(errors="replace"), len(data), len(data) > MAX_LOG)
+
+
+# -- targets -------------------------------------------------------------------------------
+
+
+def target_labels(store: LocalStore) -> list[str]:
+    """Every label some recorded build ran or requested, sorted."""
+    labels: set[str] = set()
+    for record in store.index.list_builds():
+        labels.update(record.targets)
+        labels.update(a.label for a in record.actions)
+    return sorted(labels)
+
+
+def target_history(store: LocalStore, label: str) -> TargetHistory:
+    """The target's step in every recorded build, newest first, with what changed in its key."""
+    graph = HashGraph(store)
+    found: list[tuple[BuildRecord, Any]] = []
+    for record in graph.builds():
+        action = next((a for a in reversed(record.actions) if a.label == label), None)
+        if action is not None:
+            found.append((record, action))
+    if not found:
+        raise NotFound(f"{label} is in no recorded build")
+    differ = KeyDiffer(graph)
+    entries: list[HistoryEntry] = []
+    for i, (record, action) in enumerate(found):
+        causes: list[Cause] = []
+        new = graph.action(action.key) if action.key else None
+        # The next older build where this step had another key: what changed since then.
+        older = next((a.key for _, a in found[i + 1:] if a.key and a.key != action.key), None)
+        old = graph.action(older) if older else None
+        if new is not None and old is not None:
+            causes = differ.compare(old, new.key_spec, new.sources)
+        entries.append(HistoryEntry(record.id, record.started, record.status, action.status,
+                                    action.key, action.seconds, causes, [cause_text(c) for c in causes]))
+    return TargetHistory(label, entries)
