@@ -143,7 +143,7 @@ def _compare(store: LocalStore, fresh: LocalStore, record: BuildRecord, result: 
                 )
                 if a != b
             ]
-            check.notes.append(f"its key differs from the recorded one ({key[:12]} -> {new.key[:12]}): its {', '.join(changed)} differ")
+            check.notes.append(f"its key differs from the recorded one ({old.key[:12]} -> {new.key[:12]}): its {', '.join(changed)} differ")
         check.outputs = compare_outputs(old.outputs, store.cas, new.outputs, fresh.cas)
         if not all(o.matches for o in check.outputs):
             check.status = "mismatch" if deterministic else "nondeterministic"
