@@ -78,8 +78,9 @@ log "pip requirements done in $(since "$t0")"
 t0=$(now)
 if [ -f "$REPO/pyproject.toml" ]; then
   dist="$("$PYTHON" -c 'import sys,tomllib; print(tomllib.load(open(sys.argv[1],"rb"))["project"]["name"])' "$REPO/pyproject.toml" 2>/dev/null || echo mlbuild)"
-  stamp="$CACHE/editable-$(printf '%s' "$REPO" | sha256sum | cut -c1-16).stamp"
-  want_stamp="$(cat "$REPO/pyproject.toml" "$REQS" | sha256sum | cut -d' ' -f1) $PYTHON $("$PYTHON" -c 'import sys; print(sys.prefix)')"
+  prefix="$("$PYTHON" -c 'import sys; print(sys.prefix)')"
+  stamp="$CACHE/editable-$(printf '%s %s' "$REPO" "$prefix" | sha256sum | cut -c1-16).stamp"
+  want_stamp="$(cat "$REPO/pyproject.toml" "$REQS" | sha256sum | cut -d' ' -f1) $PYTHON $prefix"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] && check "$dist[$EXTRAS]" 2>/dev/null \
      && "$PYTHON" - "$dist" "$REPO" <<'PY'
 import json, os, sys
@@ -96,7 +97,7 @@ PY
     $SUDO sh -c "printf '%s\n' '$want_stamp' > '$stamp'"
   fi
 else
-  log "pip: no pyproject.toml yet; skipping the editable install"   # TODO(core): remove once it exists
+  log "pip: no pyproject.toml in $REPO: the checkout is broken"; exit 1
 fi
 command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true   # shims for new console scripts
 log "project done in $(since "$t0")"
