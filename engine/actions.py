@@ -59,6 +59,7 @@ class ActionFactory:
         self._images: dict[str, str] = {}
         self._new_memo: dict[str, bytes] = {}
         self._stored_envs: set[str] = set()
+        self._result_digests: dict[str, str] = {}
 
     def rule_info(self, target: Target) -> RuleInfo:
         rule_id = target.rule_id
@@ -135,7 +136,10 @@ class ActionFactory:
                     raise UserError(f"{target.label}: input {name!r}: source file {ref.path} does not exist")
                 digests[name] = self.store.stat_cache.digest(path)
             else:
-                digests[name] = results[ref].result_digest()
+                upstream = results[ref]
+                if upstream.key not in self._result_digests:
+                    self._result_digests[upstream.key] = upstream.result_digest()
+                digests[name] = self._result_digests[upstream.key]
         return digests
 
     def key_spec(self, target: Target, results: dict[Any, ActionResult], config: Any) -> tuple[KeySpec, RuleInfo, EnvManifest]:

@@ -109,6 +109,7 @@ class Builder:
         self.reporter = reporter
         self.options = options
         self.remote = remote
+        self._marker_cache: dict[str, dict[str, str]] = {}
 
     @property
     def executor(self) -> Executor:
@@ -183,7 +184,6 @@ class Builder:
     def materialize(self, label: Label, result: ActionResult) -> None:
         """Write a requested target's outputs under ``mlbuild-out/<pkg>/``, unless already there."""
         base = self.ws.root / OUTPUT_DIR / label.package
-        digest = result.result_digest()
         if self.materialized(label, result):
             return
         if not self.ensure_local(result.outputs):
@@ -200,15 +200,38 @@ class Builder:
                 base.mkdir(parents=True, exist_ok=True)
                 copy_verified(self.store.cas, ref.digest, base / f"{label.name}.value{VALUE_SUFFIX[ref.codec]}")
         base.mkdir(parents=True, exist_ok=True)
-        (base / f".{label.name}.result").write_text(digest)
+        markers = self._markers(label.package)
+        markers[label.name] = result.result_digest()
+        write_markers(base, markers)
 
     def materialized(self, label: Label, result: ActionResult) -> bool:
         """True when ``mlbuild-out/`` already holds exactly this result of ``label``."""
-        marker = self.ws.root / OUTPUT_DIR / label.package / f".{label.name}.result"
-        try:
-            return marker.read_text() == result.result_digest()
-        except OSError:
-            return False
+        return self._markers(label.package).get(label.name) == result.result_digest()
+
+    def _markers(self, package: str) -> dict[str, str]:
+        if package not in self._marker_cache:
+            self._marker_cache[package] = read_markers(self.ws.root / OUTPUT_DIR / package)
+        return self._marker_cache[package]
+
+
+# One small file per package of mlbuild-out/ names the result each target's outputs there
+# came from, so a no-op build checks a package's targets with a single read.
+MARKERS = ".mlbuild-results"
+_markers_dec = msgspec.json.Decoder(dict[str, str])
+
+
+def read_markers(package_dir: Path) -> dict[str, str]:
+    """Target name -> result digest of the outputs materialized in ``package_dir``."""
+    try:
+        return _markers_dec.decode((package_dir / MARKERS).read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return {}
+
+
+def write_markers(package_dir: Path, markers: dict[str, str]) -> None:
+    tmp = package_dir / (MARKERS + ".tmp")
+    tmp.write_bytes(msgspec.json.encode(markers))
+    os.replace(tmp, package_dir / MARKERS)
 
 
 class _BuildState:
@@ -217,6 +240,7 @@ class _BuildState:
     def __init__(self, builder: Builder, plan: Plan, record: BuildRecord) -> None:
         self.b = builder
         self.plan = plan
+        self.requested = set(plan.requested)
         self.record = record
         self.results: dict[Label, ActionResult] = {}
         self.failures: dict[str, str] = {}
@@ -286,13 +310,13 @@ class _BuildState:
     def _lost_request(self, label: Label, hit: ActionResult) -> bool:
         """A local hit on a target to materialize whose outputs are not already in mlbuild-out/
         is taken only if its blobs are intact (or can be fetched intact)."""
-        wanted = label in self.plan.requested and self.b.options.materialize
+        wanted = label in self.requested and self.b.options.materialize
         return wanted and not self.b.materialized(label, hit) and not self.b.ensure_local(hit.outputs)
 
     def _unfetchable(self, label: Label, hit: ActionResult) -> bool:
         """A remote hit on a target to materialize is taken only if its outputs arrive intact;
         other hits are taken without their bytes ("build without the bytes")."""
-        wanted = label in self.plan.requested and self.b.options.materialize
+        wanted = label in self.requested and self.b.options.materialize
         return wanted and not self.b.ensure_local(hit.outputs)
 
     def submit(self, label: Label, spec: Any) -> None:

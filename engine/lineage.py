@@ -254,11 +254,13 @@ def _key_of_path(store: LocalStore, graph: HashGraph, path: Path) -> str:
     elif real.is_file():
         digest, _ = digest_file(real)
     else:
-        # A materialized directory output: its marker names the whole result.
-        marker = real.parent / f".{real.name}.result"
-        if not marker.is_file():
+        # A materialized directory output: its package's markers name the whole result.
+        from mlbuild.engine.build import read_markers
+
+        marked = read_markers(real.parent).get(real.name)
+        if marked is None:
             raise UserError(f"{path}: not an output of any action in the cache")
-        digest = marker.read_text().strip()
+        digest = marked
     key = graph.producer(digest)
     if key is None:
         raise UserError(f"{path}: no action in the cache produced it (digest {digest})")

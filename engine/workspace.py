@@ -122,6 +122,9 @@ class Workspace:
         return self._packages[pkg]
 
     def target(self, label: Label, needed_by: str | None = None) -> Target:
+        loaded = self._packages.get(label.package)
+        if loaded is not None and label.name in loaded:
+            return loaded[label.name]
         where = f" (an input of {needed_by})" if needed_by else ""
         build = self.root / label.package / BUILD_FILE
         if not build.is_file():
@@ -163,6 +166,7 @@ class Workspace:
         finally:
             stop_collecting(token)
         targets: dict[str, Target] = {}
+        rule_files: dict[str, str] = {}
         for d in decls:
             label = Label(pkg, d.name)
             inputs: dict[str, Label | FileInput] = {}
@@ -175,9 +179,12 @@ class Workspace:
                     except UserError as exc:
                         raise UserError(f"{label}: input {name!r}: {exc}") from None
             rule_path, func = d.rule.rsplit(":", 1)
-            rule_file = self._resolve_path(pkg, rule_path, label, "rule")
-            if not (self.root / rule_file).is_file():
-                raise UserError(f"{label}: rule file {rule_file} does not exist")
+            if rule_path not in rule_files:
+                rule_file = self._resolve_path(pkg, rule_path, label, "rule")
+                if not (self.root / rule_file).is_file():
+                    raise UserError(f"{label}: rule file {rule_file} does not exist")
+                rule_files[rule_path] = rule_file
+            rule_file = rule_files[rule_path]
             targets[d.name] = Target(
                 label=label,
                 rule_file=rule_file,

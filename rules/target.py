@@ -76,8 +76,9 @@ def target(
             raise DeclarationError(
                 f"target {name!r}: input {key!r} must be a label string or File(...), got {type(value).__name__}"
             )
-    if any(d.name == name for d in collected):
+    if name in _names.get():
         raise DeclarationError(f"target {name!r} is declared twice")
+    _names.get().add(name)
     collected.append(
         TargetDecl(
             name=name,
@@ -92,9 +93,13 @@ def target(
     )
 
 
+_names: contextvars.ContextVar[set[str]] = contextvars.ContextVar("mlbuild_target_names")
+
+
 def collecting() -> tuple[list[TargetDecl], contextvars.Token[list[TargetDecl] | None]]:
-    """Install a fresh collector; the caller resets it with ``_collector.reset(token)``."""
+    """Install a fresh collector; the caller ends it with ``stop_collecting(token)``."""
     decls: list[TargetDecl] = []
+    _names.set(set())
     return decls, _collector.set(decls)
 
 
