@@ -3,7 +3,7 @@ Python version or image digest — read from the two KeySpecs and the manifests 
 
 An input that differs because its upstream action's key differs is explained recursively:
 its ``because`` lists the *root* causes found upstream (every cause that is not itself an
-input change), each naming the action it belongs to. The recursion is iterative and memoized
+input change), each distinct change once, naming the nearest action it belongs to. The recursion is iterative and memoized
 per (old key, new key) pair, so a change at the bottom of a 10,000-step chain is found once.
 """
 
@@ -17,7 +17,7 @@ import msgspec
 from mlbuild.cache.records import ActionResult, KeySpec
 from mlbuild.engine.hashgraph import HashGraph
 
-__all__ = ["Cause", "CauseKind", "KeyDiffer", "config_changes"]
+__all__ = ["Cause", "CauseKind", "KeyDiffer", "config_changes", "same_change"]
 
 CauseKind = Literal[
     "new_target",  # no earlier key to compare with
@@ -63,6 +63,12 @@ class Cause(msgspec.Struct, frozen=True):
 _MISSING = object()
 
 
+def same_change(c: Cause) -> tuple[str, ...]:
+    """Causes with equal keys are one change: a function edited in a helper that 1,000 steps
+    share is listed once among root causes (at the nearest action), not 1,000 times."""
+    return (c.kind, c.name, c.file, c.change, repr(c.old), repr(c.new))
+
+
 def config_changes(old: Any, new: Any, prefix: str = "") -> list[Cause]:
     """Config differences as dotted paths; dicts are compared field by field, anything else whole."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -98,12 +104,20 @@ class KeyDiffer:
     def __init__(self, graph: HashGraph) -> None:
         self.graph = graph
         self._roots: dict[tuple[str, str], list[Cause]] = {}
+        self._code: dict[tuple[str, str], list[Cause]] = {}
+        self._env: dict[tuple[str, str], list[Cause]] = {}
 
     # -- the parts of a key --------------------------------------------------------------
 
     def code_changes(self, old: str, new: str) -> list[Cause]:
         if old == new:
             return []
+        # Thousands of actions of one rule share a code digest pair: diff their sources once.
+        if (old, new) not in self._code:
+            self._code[(old, new)] = self._code_changes(old, new)
+        return self._code[(old, new)]
+
+    def _code_changes(self, old: str, new: str) -> list[Cause]:
         a, b = self.graph.code_manifest(old), self.graph.code_manifest(new)
         if a is None or b is None:
             return [Cause("code", old=old, new=new)]
@@ -125,6 +139,11 @@ class KeyDiffer:
     def env_changes(self, old: str, new: str) -> list[Cause]:
         if old == new:
             return []
+        if (old, new) not in self._env:
+            self._env[(old, new)] = self._env_changes(old, new)
+        return self._env[(old, new)]
+
+    def _env_changes(self, old: str, new: str) -> list[Cause]:
         a, b = self.graph.env_manifest(old), self.graph.env_manifest(new)
         if a is None or b is None:
             return [Cause("env", old=old, new=new)]
@@ -213,14 +232,12 @@ class KeyDiffer:
                 stack.extend(todo)
                 continue
             stack.pop()
-            found: dict[tuple[str, str, str, str], Cause] = {}
+            found: dict[tuple[str, ...], Cause] = {}
             for c in causes:
-                if c.kind == "input":
-                    sub = self._roots[ups[c.name]] if c.name in ups else [msgspec.structs.replace(c, label=label)]
-                    for r in sub:
-                        found.setdefault((r.label, r.kind, r.name, r.change), r)
+                if c.kind == "input" and c.name in ups:
+                    for r in self._roots[ups[c.name]]:
+                        found.setdefault(same_change(r), r)
                 else:
-                    r = msgspec.structs.replace(c, label=label)
-                    found.setdefault((r.label, r.kind, r.name, r.change), r)
+                    found.setdefault(same_change(c), msgspec.structs.replace(c, label=label))
             self._roots[pair] = list(found.values())
         return self._roots[(old_key, new_key)]

@@ -19,7 +19,7 @@ from mlbuild.cache.records import ActionResult, BuildAction, BuildRecord, KeySpe
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.hashgraph import HashGraph
-from mlbuild.engine.keydiff import Cause, KeyDiffer
+from mlbuild.engine.keydiff import Cause, KeyDiffer, same_change
 from mlbuild.engine.labels import Label
 from mlbuild.engine.workspace import Workspace
 
@@ -234,11 +234,11 @@ def _dry_causes(graph: HashGraph, differ: KeyDiffer, label: str, key: str | None
 
 
 def _roots_of(label: str, causes: list[Cause], pending: dict[str, list[Cause]]) -> list[Cause]:
-    found: dict[tuple[str, str, str, str], Cause] = {}
+    found: dict[tuple[str, ...], Cause] = {}
     for c in causes:
         subs = c.because if c.kind == "input" and (c.because or c.upstream in pending) else [msgspec.structs.replace(c, label=label)]
         for r in subs:
-            found.setdefault((r.label, r.kind, r.name, r.change), r)
+            found.setdefault(same_change(r), r)
     return list(found.values())
 
 
