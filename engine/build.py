@@ -331,13 +331,9 @@ class _BuildState:
         self.record.actions = [a for a in self.record.actions if a.label != str(dep)]
         self.b.reporter.done -= 1
         self.waiting[waiting] += 1
-        self.ready.appendleft(dep)
-        # Re-resolving dep finds no cache entry now and runs it; `waiting` resumes after.
-        self.b.options.no_cache, saved = True, self.b.options.no_cache
-        try:
-            self.resolve(self.ready.popleft())
-        finally:
-            self.b.options.no_cache = saved
+        # With its local entry gone, resolving it again takes it from the remote or runs it;
+        # `waiting` becomes ready again when it completes.
+        self.resolve(dep)
 
     def finish(self, label: Label, spec: Any, outcome: ActionOutcome, started: float) -> None:
         seconds = (outcome.finished or time.time()) - started

@@ -281,3 +281,23 @@ def test_version_and_module_entry_point(ws: Path) -> None:
     out = subprocess.run(["mlbuild", "--version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("mlbuild ")
     assert "build" in mlbuild(ws, "--help").stdout
+
+
+def test_corrupt_upstream_blob_is_rebuilt_not_used(ws: Path, tmp_cache_dir: Path) -> None:
+    first = build_json(ws, "//pkg:total")
+    from mlbuild.cache.store import LocalStore
+
+    store = LocalStore(tmp_cache_dir)
+    scaled = next(r for r in store.index.iter_actions() if r.label == "//pkg:scaled")
+    store.close()
+    blob = tmp_cache_dir / "cas" / scaled.outputs[0].digest[:2] / scaled.outputs[0].digest
+    blob.chmod(0o644)
+    blob.write_bytes(b"\x93garbage")
+    # `total` must run again (its code changed), so it needs `scaled`'s bytes, which are corrupt.
+    rules = ws / "pkg" / "rules.py"
+    rules.write_text(rules.read_text().replace('print("summing"', 'print("adding"'))
+    proc = mlbuild(ws, "//pkg:total", "--json")
+    summary = json.loads(proc.stdout)
+    assert "//pkg:scaled: cached outputs are missing or corrupt; rebuilding it" in proc.stderr
+    assert summary["actions"]["executed"] == 2
+    assert summary["outputs"]["//pkg:total"] == first["outputs"]["//pkg:total"]
