@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mlbuild.remote.resources import memory_bytes, ray_options
 from mlbuild.rules.rule import Resources
 

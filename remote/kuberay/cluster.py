@@ -27,6 +27,7 @@ import kubernetes
 import msgspec
 import urllib3
 from kubernetes.client.rest import ApiException
+
 from mlbuild.remote.kuberay.manifest import (
     ANNOTATION_IMAGE_DIGEST,
     ClusterSpec,
