@@ -220,3 +220,26 @@ def test_runs_must_be_at_least_two(tmp_path: Path) -> None:
     ws = write_workspace(tmp_path / "ws")
     proc = mlbuild(ws, "verify", "--runs", "1", "//p:base", check=False)
     assert proc.returncode == 2 and "give 2 or more" in proc.stderr
+
+
+def test_verify_against_the_team_remote_cache(tmp_path: Path) -> None:
+    remote = (tmp_path / "remote").as_uri()
+    publisher = write_workspace(tmp_path / "ci")
+    mlbuild(publisher, "build", "-q", "//p:total", "//p:report", "--remote-cache", remote)
+
+    # Another checkout with an empty local cache: the baseline is what the team published.
+    other = write_workspace(tmp_path / "dev")
+    env_cache = tmp_path / "dev-cache"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlbuild", "verify", "--deps", "--json", "//p:total", "//p:report", "--remote-cache", remote],
+        cwd=other, capture_output=True, text=True, timeout=300, env={**os.environ, "MLBUILD_CACHE_DIR": str(env_cache)},
+    )
+    assert proc.returncode == 1, proc.stderr
+    actions = by_label(json.loads(proc.stdout))
+    assert {a["baseline"] for a in actions.values()} == {"remote cache"}
+    assert actions["//p:base"]["status"] == actions["//p:report"]["status"] == actions["//p:total"]["status"] == "match"
+    noisy = actions["//p:noisy"]
+    assert noisy["status"] == "mismatch"
+    # The published bytes were fetched, so the diff is element-wise, not just "digests differ".
+    value = next(o for o in noisy["outputs"] if o["name"] == "value")
+    assert value["diff"]["arrays"][0]["differing"] == 3
