@@ -50,6 +50,8 @@ class BuildOptions(msgspec.Struct, kw_only=True):
     overrides: dict[str, dict[str, Any]] = {}  # label -> {dotted field: value}
     materialize: bool = True
     argv: list[str] = []
+    execute: bool = True  # False: a miss is reported "not built", nothing runs (mlbuild show)
+    record: bool = True  # False: no build record is written
 
 
 class BuildResult(msgspec.Struct):
@@ -135,7 +137,8 @@ class Builder:
             executor=self.executor_name,
             overrides=self.options.overrides,
         )
-        self.store.index.put_build(record)
+        if self.options.record:
+            self.store.index.put_build(record)
         self.build_id = record.id
         state = _BuildState(self, plan, record)
         try:
@@ -149,7 +152,8 @@ class Builder:
             self.factory.flush()
             if state.hits:
                 self.store.index.touch(state.hits)
-            self.store.index.put_build(record)
+            if self.options.record:
+                self.store.index.put_build(record)
             if self._executor is not None:
                 self._executor.close()
         result = BuildResult(record, {str(k): v for k, v in state.results.items()}, state.failures)
@@ -268,7 +272,7 @@ class _BuildState:
     def _maybe_write_record(self) -> None:
         # Throttled, so a UI can follow a long build without a write per action.
         now = time.monotonic()
-        if now - self._last_record_write > 0.5:
+        if self.b.options.record and now - self._last_record_write > 0.5:
             self._last_record_write = now
             self.b.store.index.put_build(self.record)
 
@@ -305,6 +309,10 @@ class _BuildState:
             if not self.b.ensure_local(self.results[dep].outputs):
                 self.reexecute(dep, label)
                 return
+        if not self.b.options.execute:
+            outcome = ActionOutcome(key=spec.key, error="not built, or out of date: build it first", error_kind="infra")
+            self.fail(label, spec.key, outcome, 0.0)
+            return
         self.submit(label, spec)
 
     def _lost_request(self, label: Label, hit: ActionResult) -> bool:

@@ -301,3 +301,28 @@ def test_corrupt_upstream_blob_is_rebuilt_not_used(ws: Path, tmp_cache_dir: Path
     assert "//pkg:scaled: cached outputs are missing or corrupt; rebuilding it" in proc.stderr
     assert summary["actions"]["executed"] == 2
     assert summary["outputs"]["//pkg:total"] == first["outputs"]["//pkg:total"]
+
+
+def test_show_never_runs_a_step(ws: Path) -> None:
+    proc = mlbuild(ws, "show", "//pkg:total", check=False)
+    assert proc.returncode == 2
+    assert "//pkg:total is not built, or out of date: run `mlbuild build //pkg:total` first" in proc.stderr
+    assert not (ws / "mlbuild-out").exists()
+    assert "total" not in mlbuild(ws, "builds", "--json").stdout  # looking is not a build
+
+
+def test_no_cache_executes_everything_and_agrees(ws: Path) -> None:
+    first = build_json(ws, "//pkg:total")
+    again = build_json(ws, "//pkg:total", "--no-cache")
+    assert again["actions"]["executed"] == 3 and again["outputs"] == first["outputs"]
+
+
+def test_mistyped_input_names_the_input(ws: Path) -> None:
+    rules = ws / "pkg" / "rules.py"
+    rules.write_text(rules.read_text() + "\n\n@rule\ndef wants_int(n: int) -> int:\n    return n\n")
+    _add(ws, """
+        target(name="typed", rule="rules.py:wants_int", inputs={"n": ":source"}, config=None)
+    """)
+    proc = mlbuild(ws, "//pkg:typed", check=False)
+    assert proc.returncode == 1
+    assert "FAILED //pkg:typed" in proc.stderr and "input 'n' does not match its annotation" in proc.stderr

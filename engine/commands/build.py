@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from typing import Any
@@ -21,7 +22,7 @@ from mlbuild.engine.build import (
 )
 from mlbuild.engine.commands.common import Context, add_build_options, parse_set
 from mlbuild.engine.labels import Label
-from mlbuild.engine.progress import make_reporter
+from mlbuild.engine.progress import Reporter, make_reporter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,11 +44,12 @@ def execute(
     overrides: dict[str, dict[str, Any]] | None = None,
     materialize: bool = True,
     executor_factory: Any = None,
+    run_steps: bool = True,
 ) -> BuildResult:
     """Plan and run a build of ``labels`` with the command-line options in ``args``.
 
-    ``executor_factory`` replaces the configured executor (``fetch`` passes one that refuses
-    to run anything, so that it only ever takes results from the caches).
+    ``executor_factory`` replaces the configured executor. With ``run_steps=False`` nothing
+    runs and no build is recorded: results come from the caches or the target is "not built".
     """
     from mlbuild.engine.planner import plan
 
@@ -60,6 +62,8 @@ def execute(
         overrides=parse_set(args.overrides, ctx.current_package) if overrides is None else overrides,
         materialize=materialize,
         argv=["mlbuild", *sys.argv[1:]],
+        execute=run_steps,
+        record=run_steps,
     )
     executor_name = args.executor or ctx.ws.config.workspace.executor
     cls = executor_class(executor_name)
@@ -81,7 +85,8 @@ def execute(
     from mlbuild.engine.backends import remote_session
 
     remote = remote_session(args, ctx)
-    reporter = make_reporter(quiet=args.quiet)
+    # A lookup that runs nothing (show) reports nothing; the caller says what it found.
+    reporter = make_reporter(quiet=args.quiet) if run_steps else Reporter(stream=io.StringIO(), quiet=True)
     builder = Builder(ctx.ws, ctx.store, factory, executor_factory or make_executor, reporter, options,
                       remote=remote, executor_name=executor_name)
     try:
