@@ -112,6 +112,7 @@ class Builder:
         self.options = options
         self.remote = remote
         self._marker_cache: dict[str, dict[str, str]] = {}
+        self._dirty_markers: set[str] = set()
 
     @property
     def executor(self) -> Executor:
@@ -158,9 +159,14 @@ class Builder:
                 self._executor.close()
         result = BuildResult(record, {str(k): v for k, v in state.results.items()}, state.failures)
         if self.options.materialize:
-            for label in plan.requested:
-                if label in state.results:
-                    self.materialize(label, state.results[label])
+            try:
+                for label in plan.requested:
+                    if label in state.results:
+                        self.materialize(label, state.results[label])
+            finally:
+                for package in self._dirty_markers:
+                    write_markers(self.ws.root / OUTPUT_DIR / package, self._markers(package))
+                self._dirty_markers.clear()
         return result
 
     def ensure_local(self, refs: list[ArtifactRef]) -> bool:
@@ -204,9 +210,8 @@ class Builder:
                 base.mkdir(parents=True, exist_ok=True)
                 copy_verified(self.store.cas, ref.digest, base / f"{label.name}.value{VALUE_SUFFIX[ref.codec]}")
         base.mkdir(parents=True, exist_ok=True)
-        markers = self._markers(label.package)
-        markers[label.name] = result.result_digest()
-        write_markers(base, markers)
+        self._markers(label.package)[label.name] = result.result_digest()
+        self._dirty_markers.add(label.package)
 
     def materialized(self, label: Label, result: ActionResult) -> bool:
         """True when ``mlbuild-out/`` already holds exactly this result of ``label``."""
