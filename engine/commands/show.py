@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.engine.build import VALUE_SUFFIX, output_dir
 from mlbuild.engine.commands.common import Context
 from mlbuild.engine.errors import UserError
@@ -39,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
                 if o.size <= SMALL and o.codec != "pickle":
                     from mlbuild.rules.artifacts import to_display
 
-                    entry["value"] = to_display(o.codec, ctx.store.cas.get_bytes(o.digest))
+                    try:
+                        entry["value"] = to_display(o.codec, ctx.store.cas.get_bytes(o.digest))
+                    except (CorruptBlob, MissingBlob) as exc:
+                        raise UserError(f"{label}: {exc}; rebuild it with mlbuild build {label}") from None
             entry.setdefault("digests", {})[o.name] = o.digest  # type: ignore[index]
         shown[str(label)] = entry
     if args.json:
