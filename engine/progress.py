@@ -14,6 +14,8 @@ from typing import TextIO
 class Reporter:
     """Plain lines: one per executed or failed action, and a summary."""
 
+    live = False  # a live reporter shows running and finished steps in its status line instead
+
     def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
@@ -35,7 +37,7 @@ class Reporter:
 
     def action_started(self, label: str) -> None:
         self.running[label] = time.monotonic()
-        if not self.quiet:
+        if not self.quiet and not self.live:
             self.write(f"[{self.done}/{self.total}] running {label}")
 
     def action_finished(self, label: str, status: str, seconds: float) -> None:
@@ -45,7 +47,7 @@ class Reporter:
             self.cached += 1
         elif status == "executed":
             self.executed += 1
-            if not self.quiet:
+            if not self.quiet and not self.live:
                 self.write(f"[{self.done}/{self.total}] built {label} ({seconds:.2f}s)")
         elif status == "failed":
             self.failed += 1
@@ -62,6 +64,8 @@ class Reporter:
 
 class LiveReporter(Reporter):
     """A status line redrawn in place: done / cached / running, and the running steps' times."""
+
+    live = True
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__(stream)
@@ -88,19 +92,6 @@ class LiveReporter(Reporter):
         with self._lock:
             self.stream.write("\r\x1b[2K" + line + "\n")
             self.stream.flush()
-
-    def action_started(self, label: str) -> None:
-        self.running[label] = time.monotonic()
-
-    def action_finished(self, label: str, status: str, seconds: float) -> None:
-        self.running.pop(label, None)
-        self.done += 1
-        if status in ("cached", "remote"):
-            self.cached += 1
-        elif status == "executed":
-            self.executed += 1
-        elif status == "failed":
-            self.failed += 1
 
     def close(self) -> None:
         self._stop.set()
