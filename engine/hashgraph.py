@@ -46,6 +46,26 @@ class HashGraph:
             self._producers[digest] = key if key is not None and self.action(key) is not None else None
         return self._producers[digest]
 
+    def producer_like(self, digest: str, label: str) -> str | None:
+        """The producer of ``digest``, preferring an action of ``label``.
+
+        The producers index keeps one action per digest, the latest to write it; when two
+        targets produced the same bytes, an old input digest may point at the wrong one. Pairing
+        an old input with the new input's own target keeps ``why`` comparing like with like.
+        """
+        key = self.producer(digest)
+        if key is None or self._label(key) == label:
+            return key
+        for _, other in self._by_label().get(label, []):
+            result = self.action(other)
+            if result is not None and result.result_digest() == digest:
+                return other
+        return key
+
+    def _label(self, key: str) -> str | None:
+        result = self.action(key)
+        return None if result is None else result.label
+
     def upstream(self, result: ActionResult) -> dict[str, str]:
         """Input name -> key of the action that produced that input, for non-source inputs."""
         out = {}

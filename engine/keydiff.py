@@ -165,10 +165,12 @@ class KeyDiffer:
             return Cause("input", name, change="added", new=new), None
         if new is None:
             return Cause("input", name, change="removed", old=old), None
-        up_old, up_new = self.graph.producer(old), self.graph.producer(new)
+        up_new = self.graph.producer(new)
+        up = self.graph.action(up_new) if up_new is not None else None
+        up_old = self.graph.producer(old) if up is None else self.graph.producer_like(old, up.label)
         if up_old is None and up_new is None:
             return Cause("source", name, file=path or "", old=old, new=new), None
-        up = self.graph.action(up_new or up_old or "")
+        up = up or self.graph.action(up_old or "")
         cause = Cause("input", name, old=old, new=new, upstream=up.label if up else "")
         return cause, (up_old, up_new) if up_old is not None and up_new is not None else None
 
