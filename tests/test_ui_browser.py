@@ -142,7 +142,7 @@ def test_deep_link_to_a_step_and_tab_and_back(browser: Any, example_ui: str) -> 
         expect_selected(page, "//models:eval", page.get_attribute('g.node[data-label="//models:eval"]', "data-id"), tab)
     page.click('.tab[data-tab="lineage"]')
     assert "//models:resnet" in page.inner_text("#panel .tab-body")
-    page.click('#panel a.run-link[data-run="%s"]' % resnet)
+    page.click(f'#panel a.run-link[data-run="{resnet}"]')
     expect_selected(page, "//models:resnet", resnet, "lineage")
 
     page.goto(example_ui + "/targets/models:resnet")

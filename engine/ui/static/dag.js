@@ -24,20 +24,36 @@ export function drawDag(dag, { selected, orient, onSelect }) {
     });
   }
   const layers = Math.max(1, dag.layers);
-  const width = lr ? 2 * MARGIN + layers * W + (layers - 1) * GAP_LAYER : 2 * MARGIN + widest * W + (widest - 1) * GAP_ROW;
-  const height = lr ? 2 * MARGIN + widest * H + (widest - 1) * GAP_ROW : 2 * MARGIN + layers * H + (layers - 1) * GAP_LAYER;
+  const bowRoom = 40 + 12 * layers;  // for edges bowed around the nodes they skip
+  const width = lr ? 2 * MARGIN + layers * W + (layers - 1) * GAP_LAYER : 2 * MARGIN + widest * W + (widest - 1) * GAP_ROW + bowRoom;
+  const height = lr ? 2 * MARGIN + widest * H + (widest - 1) * GAP_ROW + bowRoom : 2 * MARGIN + layers * H + (layers - 1) * GAP_LAYER;
 
+  const layerOf = new Map(dag.nodes.map((n) => [n.label, n.layer]));
   const edges = dag.edges.filter((e) => pos.has(e.source) && pos.has(e.target)).map((e) => {
     const a = pos.get(e.source), b = pos.get(e.target);
+    const span = layerOf.get(e.target) - layerOf.get(e.source);
+    const sameLine = lr ? a.y === b.y : a.x === b.x;
     let d;
-    if (lr) {
+    if (span > 1 && sameLine) {
+      // An edge that skips layers along one line would run through the nodes between:
+      // it leaves and enters by the side instead, bowed out past them.
+      const bow = 40 + 12 * span;
+      if (lr) {
+        const x1 = a.x + W / 2, y1 = a.y + H, x2 = b.x + W / 2, y2 = b.y + H + 4;
+        d = `M${x1},${y1} C${x1},${y1 + bow} ${x2},${y2 + bow} ${x2},${y2}`;
+      } else {
+        const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x + W + 4, y2 = b.y + H / 2;
+        d = `M${x1},${y1} C${x1 + bow},${y1} ${x2 + bow},${y2} ${x2},${y2}`;
+      }
+    } else if (lr) {
       const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x - 4, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
       d = `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`;
     } else {
       const x1 = a.x + W / 2, y1 = a.y + H, x2 = b.x + W / 2, y2 = b.y - 4, my = (y1 + y2) / 2;
       d = `M${x1},${y1} C${x1},${my} ${x2},${my} ${x2},${y2}`;
     }
-    return s("path", { d, class: "edge", "marker-end": "url(#arrow)" }, s("title", {}, `${e.source} → ${e.target}${e.input ? " (" + e.input + ")" : ""}`));
+    return s("path", { d, class: "edge", "marker-end": "url(#arrow)", "data-source": e.source, "data-target": e.target },
+      s("title", {}, `${e.source} → ${e.target}${e.input ? " (" + e.input + ")" : ""}`));
   });
 
   const nodes = dag.nodes.map((n) => {
