@@ -27,27 +27,46 @@ _TS = struct.Struct("<d")
 DBS = ("actions", "producers", "consumers", "atime", "stat", "memo", "builds")
 
 
-class Index:
-    """The LMDB side of the local store. Safe to share between processes."""
+# LMDB forbids opening one environment twice in a process, so every Index of a path shares
+# one handle: path -> [environment, its databases, how many Index objects use it].
+_open: dict[str, list[Any]] = {}
 
-    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+
+class Index:
+    """The LMDB side of the local store. Safe to share between processes, and to open more
+    than once in one process."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
-        self.env = lmdb.open(
-            os.fspath(path),
-            map_size=1 << 36,
-            max_dbs=len(DBS) + 1,
-            readahead=False,
-            metasync=False,
-            # Durable against a killed process (the page cache keeps committed pages);
-            # an OS crash may undo the last transactions but never corrupts the index.
-            sync=False,
-        )
-        self.db = {
-            name: self.env.open_db(name.encode(), dupsort=(name == "consumers")) for name in DBS
-        }
+        self.path = os.path.realpath(path)
+        entry = _open.get(self.path)
+        if entry is None:
+            env = lmdb.open(
+                self.path,
+                map_size=1 << 36,
+                max_dbs=len(DBS) + 1,
+                readahead=False,
+                metasync=False,
+                # Durable against a killed process (the page cache keeps committed pages);
+                # an OS crash may undo the last transactions but never corrupts the index.
+                sync=False,
+            )
+            dbs = {name: env.open_db(name.encode(), dupsort=(name == "consumers")) for name in DBS}
+            entry = _open[self.path] = [env, dbs, 0]
+        entry[2] += 1
+        self.env: lmdb.Environment = entry[0]
+        self.db: dict[str, Any] = entry[1]
+        self._closed = False
 
     def close(self) -> None:
-        self.env.close()
+        if self._closed:
+            return
+        self._closed = True
+        entry = _open[self.path]
+        entry[2] -= 1
+        if entry[2] == 0:
+            del _open[self.path]
+            self.env.close()
 
     # -- action cache ---------------------------------------------------------------------
 
