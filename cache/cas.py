@@ -86,8 +86,18 @@ class CAS:
         self._install(tmp_path, digest)
         return digest, size
 
+    def temp_file(self) -> str:
+        """A new empty file in the CAS's temp folder, for a caller that fills it and then
+        ``adopt_file``s it (renamed in place: one file created per blob, not two)."""
+        fd, tmp_path = self._tempfile()
+        os.close(fd)
+        return tmp_path
+
     def adopt_file(self, src: str | os.PathLike[str], digest: str) -> None:
         """Move a file whose digest the caller already verified into the CAS."""
+        if os.path.dirname(os.fspath(src)) == os.fspath(self.tmp):
+            self._install(os.fspath(src), digest)
+            return
         fd, tmp_path = self._tempfile()
         os.close(fd)
         shutil.move(os.fspath(src), tmp_path)

@@ -63,7 +63,7 @@ class RemoteSession:
         self._lock = threading.Lock()
         self._transfers: ThreadPoolExecutor | None = None
         self._publisher: ThreadPoolExecutor | None = None
-        self._pending: list[Future[None]] = []
+        self._pending: list[Future[bool]] = []
         self._bad: set[str] = set()  # digests seen corrupt on the remote: re-upload them
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -167,8 +167,7 @@ class RemoteSession:
         if not self.available:
             return False
         self._count_call()
-        fd, tmp = self.store.cas._tempfile()
-        os.close(fd)
+        tmp = self.store.cas.temp_file()
         try:
             actual = self.cache.fetch_blob(digest, tmp, size)
         except FileNotFoundError:

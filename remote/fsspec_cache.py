@@ -23,16 +23,15 @@ from typing import Any
 import msgspec
 import xxhash
 
+from mlbuild.cache.digest import digest_file
 from mlbuild.cache.records import ActionResult
 from mlbuild.engine.interfaces import InvalidEntry
 from mlbuild.remote.signing import BadSignature, open_envelope, seal
 
-__all__ = ["InvalidEntry", "FsspecRemoteCache", "SMALL_BLOB", "STREAM_CHUNK"]
+__all__ = ["InvalidEntry", "FsspecRemoteCache", "SMALL_BLOB"]
 
-# Blobs up to this size move in one request; larger ones stream in chunks of STREAM_CHUNK, so
-# memory stays bounded whatever the blob's size.
+# A downloaded blob up to this size is hashed from one read; larger ones in chunks.
 SMALL_BLOB = 4 * 1024 * 1024
-STREAM_CHUNK = 16 * 1024 * 1024
 
 # Protocols whose files can be renamed atomically; the others get one atomic PUT per object.
 _RENAMING = {"file", "local"}
@@ -110,24 +109,18 @@ class FsspecRemoteCache:
         return bool(self.fs.exists(self.blob_path(digest)))
 
     def fetch_blob(self, digest: str, dest: str, size_hint: int | None = None) -> str:
-        """Download a blob to ``dest``, streaming; returns the digest of the bytes written.
+        """Download a blob to ``dest`` and return the digest of the bytes written.
 
-        The caller compares that digest with the one it asked for before using the file.
+        fsspec's own ``get_file`` moves the bytes (a kernel copy on local disks, one streamed
+        GET on object stores: never the whole blob in memory); the digest is then taken from
+        the file just written, which the page cache still holds. The caller compares it with
+        the one it asked for before using the file.
         """
-        path = self.blob_path(digest)
-        h = xxhash.xxh3_128()
+        self.fs.get_file(self.blob_path(digest), dest)
         if size_hint is not None and size_hint <= SMALL_BLOB:
-            data = self.fs.cat_file(path)
-            h.update(data)
-            with open(dest, "wb") as fout:
-                fout.write(data)
-            return h.hexdigest()
-        with self.fs.open(path, "rb", block_size=STREAM_CHUNK, cache_type="none") as fin, \
-                open(dest, "wb") as fout:
-            while chunk := fin.read(STREAM_CHUNK):
-                h.update(chunk)
-                fout.write(chunk)
-        return h.hexdigest()
+            with open(dest, "rb") as f:
+                return xxhash.xxh3_128_hexdigest(f.read())
+        return digest_file(dest)[0]
 
     def push_blob(self, digest: str, src: str) -> None:
         """Upload a local file as blob ``digest`` (the caller knows it matches), atomically."""
