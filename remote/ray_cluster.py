@@ -62,6 +62,7 @@ class RayCluster:
         self.cluster_name: str | None = None
         self._managed: Any = None
         self._client: Any = None
+        self._session: Any = None
         self._owned = False
 
     @property
@@ -121,8 +122,9 @@ class RayCluster:
                 self._client = ray.init(address.url, allow_multiple=True)
                 self._client.__enter__()
             else:
-                ray.init(address.url, logging_level=logging.WARNING)
-                self._owned = True
+                from mlbuild.remote.ray_executor import RaySession
+
+                self._session = RaySession(address.url)
         except BaseException:
             self._managed.__exit__(*sys.exc_info())
             self._managed = None
@@ -138,6 +140,9 @@ class RayCluster:
                 self._client.__exit__(None, None, None)
                 self._client.disconnect()
                 self._client = None
+            elif self._session is not None:
+                self._session.close()
+                self._session = None
             elif self._owned:
                 ray.shutdown()
                 self._owned = False

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -32,6 +33,7 @@ from mlbuild.remote.resources import ray_options
 __all__ = ["RayExecutor", "RaySession", "check_reachable", "run_step"]
 
 CONNECT_TIMEOUT_S = 10.0
+CLIENT_CONNECT_ATTEMPTS = 3
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(ActionOutcome)
@@ -83,11 +85,21 @@ class RaySession:
             kwargs.update(num_cpus=num_cpus, include_dashboard=False, address="local")
             self.local = True
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        try:
-            ray.init(**kwargs)
-        except Exception as exc:
-            where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise UserError(f"cannot connect to {where}: {type(exc).__name__}: {exc}") from None
+        # A Ray client connection (ray://) the server aborts while it sets up the session (it
+        # does under load) is made again: each attempt gets a fresh server-side session.
+        attempts = CLIENT_CONNECT_ATTEMPTS if address and address.startswith("ray://") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(**kwargs)
+                break
+            except ConnectionError as exc:
+                if attempt < attempts:
+                    time.sleep(attempt)
+                    continue
+                raise UserError(f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {exc}") from None
+            except Exception as exc:
+                where = f"the Ray cluster at {address}" if address else "a local Ray"
+                raise UserError(f"cannot connect to {where}: {type(exc).__name__}: {exc}") from None
         self.owned = True
 
     def node_capacity(self) -> dict[str, float]:

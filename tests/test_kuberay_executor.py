@@ -1,0 +1,369 @@
+"""``--executor kuberay`` end to end through the CLI, and ``RayCluster`` inside a step.
+
+Kubernetes cannot run here, so the Kubernetes side is the fake API server of
+``test_kuberay_cluster.py`` (a real HTTP server driven by the real ``kubernetes`` client, which
+validates every RayCluster against KubeRay's CRD and plays the operator from a script), reached
+by ``mlbuild`` through a real kubeconfig file. The part after the cluster is ready runs for
+real: the fake head service is a LoadBalancer on 127.0.0.1 whose ``client`` port is the Ray
+client server of a Ray head this module starts (``ray start --head`` on loopback, with free ports:
+the default client port 10001 is taken whenever another Ray head runs on the machine), and the
+build's steps run there as Ray tasks.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from mlbuild.remote.kuberay.manifest import LABEL_BUILD_ID, LABEL_KEEP, label_value
+from mlbuild.remote.kuberay.schema import CrdSchema
+from mlbuild.rules.rule import Resources
+
+_spec = importlib.util.spec_from_file_location("kuberay_cluster_tests", Path(__file__).with_name("test_kuberay_cluster.py"))
+assert _spec is not None and _spec.loader is not None
+_kc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_kc)
+
+NS = "ml"
+
+RULES = '''
+from mlbuild import RayCluster, Resources, rule
+
+
+@rule(resources=Resources(cpus=1, memory="1Gi"))
+def numbers(config: dict) -> list:
+    print("making", config["n"], "numbers")
+    return list(range(config["n"]))
+
+
+@rule
+def total(xs: list) -> int:
+    return sum(xs)
+
+
+@rule
+def fan_out(xs: list) -> list:
+    with RayCluster(workers=1, resources=Resources(cpus=1)) as ray:
+        square = ray.remote(lambda x: x * x)
+        return ray.get([square.remote(x) for x in xs])
+'''
+
+
+class Kube(_kc.FakeKube):  # type: ignore[misc,name-defined]
+    """The fake API server, with the head service a LoadBalancer on 127.0.0.1 (so the client
+    outside the cluster reaches the local Ray head) and every created manifest kept."""
+
+    def __init__(self, crd: CrdSchema) -> None:
+        super().__init__(crd)
+        self.created: list[dict[str, Any]] = []
+        self.client_port = 0  # the Ray head's client server port, set by the fixture
+
+    def _create(self, ns: str, body: Any) -> tuple[int, Any]:
+        code, obj = super()._create(ns, body)
+        if code == 201:
+            self.created.append(copy.deepcopy(obj))
+        return code, obj
+
+    def _apply(self, ns: str, name: str, step: str) -> None:
+        super()._apply(ns, name, step)
+        svc = self.services.get((ns, f"{name}-head-svc"))
+        if svc is not None:
+            svc["spec"]["type"] = "LoadBalancer"
+            for port in svc["spec"]["ports"]:
+                if port["name"] == "client":
+                    port["port"] = self.client_port
+            svc["status"] = {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+
+    def posts(self) -> int:
+        return sum(1 for method, path in self.requests if method == "POST")
+
+    def deletes(self) -> int:
+        return sum(1 for method, _ in self.requests if method == "DELETE")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory: pytest.TempPathFactory, ray_local: Any) -> Iterator[int]:
+    """A Ray head with a Ray client server on a free port (yields that port); stopped at the
+    end of the module, only the processes it started. (``ray_local`` first: it sets the
+    environment Ray needs here.)"""
+    import os
+
+    exe = Path(sys.executable).with_name("ray")
+    temp_dir = tempfile.mkdtemp(prefix="mlbkr", dir="/tmp")  # unix socket paths: keep it short
+    log = tmp_path_factory.mktemp("rayhead") / "ray-start.log"
+    client_port = _free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(exe), "start", "--head", "--block", f"--port={_free_port()}", f"--ray-client-server-port={client_port}",
+             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+             "--node-ip-address=127.0.0.1", f"--object-store-memory={256 * 1024 * 1024}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ})
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"ray start --head failed:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        yield client_port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def crd() -> CrdSchema:
+    path = _kc.kuberay_dir() / "ray.io_rayclusters.yaml"
+    if not path.is_file():
+        pytest.fail(f"KubeRay CRD not found at {path} (set MLBUILD_KUBERAY_CRD_DIR)")
+    return CrdSchema(path)
+
+
+@pytest.fixture
+def kube(crd: CrdSchema) -> Iterator[Kube]:
+    fake = Kube(crd)
+    fake.client_port = 10001  # a test that needs Ray asks for ray_head, which sets the real one
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _kc._handler(fake))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    fake.host = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def kubeconfig(kube: Kube, tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fake", "cluster": {"server": kube.host}}],
+        "users": [{"name": "fake", "user": {"token": "t"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": NS}}],
+        "current-context": "fake",
+    }))
+    return path
+
+
+@pytest.fixture
+def ws(tmp_path: Path, test_image: Any) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "pkg").mkdir(parents=True)
+    (ws / "mlbuild.toml").write_text(f'[workspace]\nname = "kuberay-test"\nimage = "{test_image.name}"\n')
+    (ws / "pkg" / "steps.py").write_text(RULES)
+    (ws / "pkg" / "BUILD.py").write_text(textwrap.dedent('''
+        from mlbuild import target
+
+        target(name="numbers", rule="steps.py:numbers", config={"n": 6})
+        target(name="total", rule="steps.py:total", inputs={"xs": ":numbers"})
+        target(name="fan_out", rule="steps.py:fan_out", inputs={"xs": ":numbers"})
+    '''))
+    return ws
+
+
+def kube_args(*extra: str) -> list[str]:
+    return ["--executor", "kuberay", "--kube-context", "fake", "--namespace", NS, *extra]
+
+
+def mlbuild(ws: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**_env(), "KUBECONFIG": str(kubeconfig)}
+    return subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "RAY_ADDRESS")}
+
+
+def summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.stdout.strip(), proc.stderr
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# ---------------------------------------------------------------- the executor
+
+
+def test_build_creates_runs_on_and_deletes_its_cluster(
+    ws: Path, kube: Kube, kubeconfig: Path, ray_head: int, test_image: Any
+) -> None:
+    kube.client_port = ray_head
+    proc = mlbuild(ws, kubeconfig, "//pkg:total", *kube_args("--kube-workers", "2", "--json"))
+    assert proc.returncode == 0, proc.stderr
+    result = summary(proc)
+    assert result["actions"]["executed"] == 2
+    assert kube.clusters == {} and kube.posts() == 1 and kube.deletes() == 1  # deleted at the end
+    (manifest,) = kube.created
+    assert kube.rejected == []  # valid against the CRD
+    meta = manifest["metadata"]
+    assert meta["labels"][LABEL_BUILD_ID] == label_value(result["build_id"])
+    assert meta["annotations"]["mlbuild.dev/image"] == test_image.id  # pinned by digest
+    (group,) = manifest["spec"]["workerGroupSpecs"]
+    assert group["replicas"] == 2
+    container = group["template"]["spec"]["containers"][0]
+    assert container["image"] == test_image.id
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}  # the first step's
+    assert {"name": "MLBUILD_KUBERAY_NAMESPACE", "value": NS} in container["env"]
+
+    # Same keys as any other executor: a local build finds both cached.
+    local = subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:total", "--json"], cwd=ws,
+                           capture_output=True, text=True, timeout=300)
+    assert summary(local)["actions"]["cached"] == 2
+
+
+def test_keep_cluster_is_reused_by_the_next_build(ws: Path, kube: Kube, kubeconfig: Path, ray_head: int) -> None:
+    kube.client_port = ray_head
+    first = mlbuild(ws, kubeconfig, "//pkg:total", *kube_args("--keep-cluster"))
+    assert first.returncode == 0, first.stderr
+    (kept,) = kube.clusters.values()
+    assert kept["metadata"]["labels"][LABEL_KEEP] == "true" and kube.deletes() == 0
+    second = mlbuild(ws, kubeconfig, "//pkg:total", "--no-cache", *kube_args("--keep-cluster"))
+    assert second.returncode == 0, second.stderr
+    assert kube.posts() == 1 and list(kube.clusters.values()) == [kept]  # reused, not recreated
+
+
+def _failing_build(ws: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # Something already built: it must still be cached after the failure.
+    local = subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:numbers"], cwd=ws, capture_output=True,
+                           text=True, timeout=300)
+    assert local.returncode == 0, local.stderr
+    proc = mlbuild(ws, kubeconfig, "//pkg:total", *kube_args(*args))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("mlbuild: error:") == 1
+    again = subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:numbers", "--json"], cwd=ws,
+                           capture_output=True, text=True, timeout=300)
+    assert summary(again)["actions"]["cached"] == 1
+    return proc
+
+
+def test_cluster_never_ready_times_out_and_is_deleted(ws: Path, kube: Kube, kubeconfig: Path) -> None:
+    kube.default_script = ["pending"]
+    proc = _failing_build(ws, kubeconfig, "--kube-ready-timeout", "1")
+    assert "//pkg:total" in proc.stderr and "not ready after 1s" in proc.stderr
+    assert "ContainerCreating" in proc.stderr  # the last status seen
+    assert kube.posts() == 1 and kube.clusters == {}
+
+
+def test_evicted_head_pod_is_one_clear_error_and_the_cluster_is_deleted(
+    ws: Path, kube: Kube, kubeconfig: Path
+) -> None:
+    kube.default_script = ["pending", "evicted"]
+    proc = _failing_build(ws, kubeconfig)
+    assert "//pkg:total" in proc.stderr and "Evicted" in proc.stderr
+    assert kube.posts() == 1 and kube.clusters == {}
+
+
+def test_unreachable_ray_head_is_one_clear_error_and_the_cluster_is_deleted(
+    ws: Path, kube: Kube, kubeconfig: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        kube.client_port = s.getsockname()[1]  # nothing listens there
+    proc = _failing_build(ws, kubeconfig)
+    assert f"cannot reach the Ray cluster at ray://127.0.0.1:{kube.client_port}" in proc.stderr
+    assert kube.posts() == 1 and kube.clusters == {}
+
+
+def test_missing_image_fails_before_any_cluster(ws: Path, kube: Kube, kubeconfig: Path) -> None:
+    (ws / "mlbuild.toml").write_text('[workspace]\nname = "kuberay-test"\nimage = "mlbuild-no-such-image:0"\n')
+    proc = mlbuild(ws, kubeconfig, "//pkg:total", *kube_args())
+    assert proc.returncode == 2
+    assert "image 'mlbuild-no-such-image:0' is not in the Docker engine" in proc.stderr
+    assert kube.posts() == 0
+
+
+def test_ctrl_c_while_waiting_deletes_the_cluster(ws: Path, kube: Kube, kubeconfig: Path) -> None:
+    kube.default_script = ["pending"]
+    env = {**_env(), "KUBECONFIG": str(kubeconfig)}
+    proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "//pkg:total", *kube_args()], cwd=ws, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not kube.clusters:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"no cluster was created: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert kube.clusters == {} and kube.deletes() == 1
+
+
+# ---------------------------------------------------------------- RayCluster in a step
+
+
+def test_ray_cluster_on_kubernetes_yields_a_connected_ray_and_tears_down(
+    kube: Kube, ray_head: int, test_image: Any
+) -> None:
+    from mlbuild import RayCluster
+
+    kube.client_port = ray_head
+    configuration = kubernetes.client.Configuration()
+    configuration.host = kube.host
+    api = kubernetes.client.ApiClient(configuration)
+    cluster = RayCluster(workers=3, resources=Resources(cpus=2, memory="4Gi"), namespace=NS,
+                         image=test_image.id, api_client=api, ready_timeout_s=30)
+    with cluster as ray:
+        assert cluster.address == f"ray://127.0.0.1:{ray_head}"
+        assert len(kube.clusters) == 1
+        assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42
+    assert kube.clusters == {} and not ray.is_initialized()
+    (group,) = kube.created[0]["spec"]["workerGroupSpecs"]
+    assert group["replicas"] == 3 and group["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+        "cpu": "2", "memory": "4Gi"}
+
+    with pytest.raises(ZeroDivisionError):
+        with RayCluster(workers=1, namespace=NS, image=test_image.id, api_client=api, ready_timeout_s=30):
+            1 / 0  # noqa: B018
+    assert kube.clusters == {} and len(kube.created) == 2
+
+
+def test_ray_cluster_in_a_step_local_and_on_the_build_cluster(tmp_path: Path, ws: Path, ray_local: Any) -> None:
+    """Under the local executor it starts (and stops) a Ray of its own; inside a Ray task of a
+    ``--executor ray`` build it uses the Ray the task is connected to."""
+    (ws / "mlbuild.toml").write_text('[workspace]\nname = "kuberay-test"\n')
+    env = {k: v for k, v in _env().items() if not k.startswith("MLBUILD_KUBERAY")}
+    for extra in ([], ["--executor", "ray", "--ray-address", ray_local.address]):
+        proc = subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:fan_out", "--no-cache", *extra], cwd=ws,
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        import msgspec
+
+        out = ws / "mlbuild-out" / "pkg" / "fan_out.value.msgpack"
+        assert msgspec.msgpack.decode(out.read_bytes()) == [x * x for x in range(6)]
