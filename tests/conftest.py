@@ -13,7 +13,7 @@ so that CI never goes green by skipping.
 | ``docker_registry`` | session | ``"127.0.0.1:5000"``, a registry ``docker push`` works against |
 | ``s3_server`` | session | ``S3Server``: a moto server on loopback with one bucket |
 | ``s3_bucket`` | test | the same ``S3Server`` but with a fresh, empty bucket of its own |
-| ``ray_local`` | session | ``RayCluster(address, temp_dir)``: a local Ray head (2 CPUs) |
+| ``ray_local`` | session | ``RayCluster(address, temp_dir, client_port)``: a local Ray head (2 CPUs); ``.client_address`` is its ``ray://`` URL |
 | ``chromium_path`` | session | ``"/usr/bin/chromium"`` |
 | ``chromium_launch_kwargs`` | session | kwargs for playwright's ``chromium.launch`` |
 | ``browser`` | session | a playwright sync ``Browser`` on Debian's chromium |
@@ -350,8 +350,23 @@ def s3_bucket(s3_server: S3Server) -> S3Server:
 
 @dataclasses.dataclass(frozen=True)
 class RayCluster:
-    address: str  # "127.0.0.1:PORT", for ray.init(address=...)
+    address: str  # "127.0.0.1:PORT" (the GCS), for ray.init(address=...)
     temp_dir: str  # its session/log directory
+    client_port: int  # the Ray client server: 10001 (Ray's default) unless that was taken
+
+    @property
+    def client_address(self) -> str:
+        """``ray://127.0.0.1:PORT``, for a Ray client (``ray.init("ray://…")``)."""
+        return f"ray://127.0.0.1:{self.client_port}"
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @pytest.fixture(scope="session")
@@ -369,6 +384,11 @@ def ray_local(_session_env: pytest.MonkeyPatch) -> Iterator[RayCluster]:
     _session_env.setenv("RAY_AUTH_MODE", "disabled")
     _session_env.setenv("RAY_USAGE_STATS_ENABLED", "0")
     port = _free_port()
+    # Ray's default client port where it can (tests may assume it), else any free one; the
+    # agent's HTTP port is Ray's fixed 52365 by default: pick a free one so that two sessions
+    # on one machine do not collide.
+    client_port = 10001 if _port_is_free(10001) else _free_port()
+    agent_port = _free_port()
     # unix socket paths live under it: keep it short
     temp_dir = tempfile.mkdtemp(prefix="mlbray", dir="/tmp")
     log = Path(temp_dir) / "ray-start.log"
@@ -376,14 +396,16 @@ def ray_local(_session_env: pytest.MonkeyPatch) -> Iterator[RayCluster]:
         proc = subprocess.Popen(
             [exe, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
              "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
-             "--node-ip-address=127.0.0.1", f"--object-store-memory={512 * 1024 * 1024}"],
+             "--node-ip-address=127.0.0.1", f"--object-store-memory={512 * 1024 * 1024}",
+             f"--ray-client-server-port={client_port}",
+             f"--dashboard-agent-listen-port={agent_port}"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ})
     try:
         _wait_for("ray start --head",
                   lambda: "Ray runtime started" in log.read_text(errors="replace"),
                   120, proc, log)
-        yield RayCluster(address=f"127.0.0.1:{port}", temp_dir=temp_dir)
+        yield RayCluster(address=f"127.0.0.1:{port}", temp_dir=temp_dir, client_port=client_port)
     finally:
         ray = sys.modules.get("ray")
         if ray is not None and ray.is_initialized():

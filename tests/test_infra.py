@@ -65,6 +65,12 @@ def test_ray_runs_a_task(ray_local: Any) -> None:
         assert ray.cluster_resources().get("CPU") == 2
     finally:
         ray.shutdown()
+    # and through the Ray client server (ray://), as a remote cluster is reached
+    ray.init(ray_local.client_address)
+    try:
+        assert ray.get(ray.remote(lambda: 7).remote()) == 7
+    finally:
+        ray.shutdown()
 
 
 def test_chromium_screenshot(browser: Any, tmp_path: Path) -> None:
