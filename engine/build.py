@@ -11,8 +11,9 @@ import os
 import shutil
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
 import msgspec
@@ -258,6 +259,9 @@ class _BuildState:
         self.waiting = {label: len(plan.targets[label].deps()) for label in plan.order}
         self.ready = deque(label for label in plan.order if self.waiting[label] == 0)
         self.running: dict[Future[ActionOutcome], tuple[Label, Any, float]] = {}
+        # Filled by the futures' done-callbacks: waiting costs O(1) per action, where
+        # concurrent.futures.wait over every running future costs O(running) per wake-up.
+        self.finished: SimpleQueue[Future[ActionOutcome]] = SimpleQueue()
         self.stop = False
         self._last_record_write = 0.0
 
@@ -268,11 +272,22 @@ class _BuildState:
                 self.resolve(self.ready.popleft())
             if not self.running:
                 break
-            done, _ = wait(list(self.running), timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in done:
+            for fut in self._finished(timeout=0.5):
                 label, spec, started = self.running.pop(fut)
                 self.finish(label, spec, fut.result(), started)
             self._maybe_write_record()
+
+    def _finished(self, timeout: float) -> list[Future[ActionOutcome]]:
+        """The futures done since the last call: waits up to ``timeout`` for the first."""
+        try:
+            done = [self.finished.get(timeout=timeout)]
+        except Empty:
+            return []
+        while True:
+            try:
+                done.append(self.finished.get_nowait())
+            except Empty:
+                return done
 
     def _maybe_write_record(self) -> None:
         # Throttled, so a UI can follow a long build without a write per action.
@@ -334,7 +349,9 @@ class _BuildState:
 
     def submit(self, label: Label, spec: Any) -> None:
         self.b.reporter.action_started(str(label))
-        self.running[self.b.executor.submit(spec)] = (label, spec, time.time())
+        fut = self.b.executor.submit(spec)
+        self.running[fut] = (label, spec, time.time())
+        fut.add_done_callback(self.finished.put)
 
     def reexecute(self, dep: Label, waiting: Label) -> None:
         """A cached upstream's blobs are gone or corrupt: forget that entry and run it again."""
