@@ -2,8 +2,11 @@
 parallel fsspec copy of the same bytes; and the remote calls a no-op build makes (zero).
 
     python benchmarks/remote_throughput.py [--small-count 1000] [--small-kib 16] [--large-mib 1024]
+                                          [--repeat 3] [--backends file,s3]
 
-Prints numbers, asserts nothing. "ratio" is mlbuild's throughput over the plain copy's
+Prints numbers, asserts nothing. With ``--repeat N`` every case runs N times (each run compares
+against its own plain copy, so load on a shared machine hits both sides alike) and a last table
+gives the median ratio of each. "ratio" is mlbuild's throughput over the plain copy's
 (target: 80% or better). mlbuild's push goes through ``RemoteSession.publish_now`` (a result
 whose outputs are the blobs: a tree of the small files, or one large value); its pull through
 ``RemoteSession.ensure_local`` into an empty local cache, which verifies every blob's digest
@@ -18,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,30 +96,31 @@ def plain_copy(fs: Any, pairs: list[tuple[str, str]], upload: bool) -> None:
 
 
 def bench_case(name: str, url: str, options: dict[str, Any], work: Path, refs: list[ArtifactRef],
-               src_store: LocalStore, total: int) -> None:
+               src_store: LocalStore, total: int, run: int = 0) -> dict[str, float]:
+    """One push and one pull against the plain copy; returns {"push": ratio, "pull": ratio}."""
     import fsspec.core
 
     fs, root = fsspec.core.url_to_fs(url, **options)
     root = root.rstrip("/")
     digests = sorted({r.digest for r in refs})
-    slug = "".join(c if c.isalnum() else "-" for c in name)
+    slug = "".join(c if c.isalnum() else "-" for c in name) + f"-{run}"
     result = result_for(refs, slug.ljust(32, "0")[:32])
 
     # plain copy, to a separate prefix so that neither side finds the other's objects
-    up_pairs = [(str(src_store.cas.path(d)), f"{root}/plain/{d}") for d in digests]
+    up_pairs = [(str(src_store.cas.path(d)), f"{root}/plain-{run}/{d}") for d in digests]
     t_plain_up = timed(lambda: plain_copy(fs, up_pairs, upload=True))
     dl = work / f"plain-down-{slug}"
     dl.mkdir()
-    down_pairs = [(str(dl / d), f"{root}/plain/{d}") for d in digests]
+    down_pairs = [(str(dl / d), f"{root}/plain-{run}/{d}") for d in digests]
     t_plain_down = timed(lambda: plain_copy(fs, down_pairs, upload=False))
     shutil.rmtree(dl)
 
-    s = session(f"{url}/mlbuild", options, src_store)
+    s = session(f"{url}/mlbuild-{run}", options, src_store)
     t_up = timed(lambda: s.publish_now(result))
     s.close()
     assert s.available and s.stats.entries_up == 1, s.stats
     fresh = LocalStore(work / f"fresh-{slug}")
-    r = session(f"{url}/mlbuild", options, fresh)
+    r = session(f"{url}/mlbuild-{run}", options, fresh)
     ok = [False]
 
     def pull() -> None:
@@ -125,10 +130,13 @@ def bench_case(name: str, url: str, options: dict[str, Any], work: Path, refs: l
     r.close()
     shutil.rmtree(fresh.root)
     mb = total / 1e6
+    ratios: dict[str, float] = {}
     for what, plain, ours in (("push", t_plain_up, t_up), ("pull", t_plain_down, t_down)):
         print(f"{name:28s} {what}: plain fsspec {mb / plain:8.1f} MB/s ({plain:6.2f}s)   "
               f"mlbuild {mb / ours:8.1f} MB/s ({ours:6.2f}s)   ratio {plain / ours:5.0%}"
               + ("" if what == "push" or ok[0] else "   (PULL INCOMPLETE)"), flush=True)
+        ratios[what] = plain / ours
+    return ratios
 
 
 def noop_build_calls(work: Path) -> None:
@@ -152,7 +160,10 @@ def main() -> None:
     ap.add_argument("--small-count", type=int, default=1000)
     ap.add_argument("--small-kib", type=int, default=16)
     ap.add_argument("--large-mib", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of every case; the last table gives medians")
+    ap.add_argument("--backends", default="file,s3", help="comma-separated: file, s3")
     args = ap.parse_args()
+    backends = set(args.backends.split(","))
 
     work = Path(tempfile.mkdtemp(prefix="mlbuild-remote-bench-"))
     proc, endpoint = start_moto(work / "moto.log")
@@ -183,9 +194,20 @@ def main() -> None:
         print(f"{os.cpu_count()} CPUs, {JOBS} transfer threads; moto at {endpoint}")
         small_name = f"{args.small_count} x {args.small_kib} KiB"
         big_name = f"1 x {args.large_mib} MiB"
-        for backend, url, options in (("file://", f"file://{work / 'remote'}", {}), ("s3://", "s3://bench", s3_options)):
-            bench_case(f"{backend} {small_name}", url, options, work, small_refs, src, small_total)
-            bench_case(f"{backend} {big_name}", url, options, work, big_refs, src, big_size)
+        ratios: dict[str, list[float]] = {}
+        cases = [(b, u, o) for b, u, o in (("file://", f"file://{work / 'remote'}", {}), ("s3://", "s3://bench", s3_options))
+                 if b.rstrip(":/") in backends]
+        for run in range(args.repeat):
+            for backend, url, options in cases:
+                for name, refs, total in ((f"{backend} {small_name}", small_refs, small_total),
+                                          (f"{backend} {big_name}", big_refs, big_size)):
+                    for what, ratio in bench_case(name, url, options, work, refs, src, total, run).items():
+                        ratios.setdefault(f"{name:28s} {what}", []).append(ratio)
+        if args.repeat > 1:
+            print(f"median ratio over {args.repeat} runs (each run against its own plain copy):")
+            for case, values in ratios.items():
+                print(f"{case}: median {statistics.median(values):5.0%}   runs "
+                      + " ".join(f"{v:.0%}" for v in values))
         noop_build_calls(work)
     finally:
         os.killpg(proc.pid, 9)

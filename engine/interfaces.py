@@ -75,6 +75,11 @@ class RemoteCache(Protocol):
 
     def has_blob(self, digest: str) -> bool: ...
 
+    def read_blob(self, digest: str, max_size: int) -> bytes | None:
+        """A small blob's bytes, unverified (the caller hashes them before use), or None when
+        the blob is larger than ``max_size``; raises FileNotFoundError when there is none."""
+        ...
+
     def fetch_blob(self, digest: str, dest: str, size_hint: int | None = None) -> str:
         """Download a blob to ``dest`` (a path) and return the digest of the bytes written,
         computed while streaming; the caller compares it with ``digest`` before use."""

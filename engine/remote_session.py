@@ -40,6 +40,9 @@ MIN_RATE = 4 * 1024 * 1024  # bytes per second
 # Above this size an upload first asks whether the remote has the blob; below it, a PUT costs
 # no more than the question, and content-addressed writes are idempotent.
 CHECK_BEFORE_UPLOAD = 1024 * 1024
+# A blob up to this size comes down into memory, is hashed there and written to the CAS only if
+# it matches (one file created per blob); a larger one streams to a temp file in the CAS.
+SMALL_DOWNLOAD = 4 * 1024 * 1024
 STATS_MEMO = "remote-stats:last"
 
 
@@ -167,21 +170,31 @@ class RemoteSession:
         if not self.available:
             return False
         self._count_call()
-        tmp = self.store.cas.temp_file()
+        cas = self.store.cas
+        tmp: str | None = None
+        data: bytes | None = None
         try:
-            actual = self.cache.fetch_blob(digest, tmp, size)
+            if size <= SMALL_DOWNLOAD:
+                data = self.cache.read_blob(digest, SMALL_DOWNLOAD)
+            if data is None:  # large (or larger than its ref said): streamed, never whole in memory
+                tmp = cas.temp_file()
+                actual = self.cache.fetch_blob(digest, tmp, size)
         except FileNotFoundError:
-            os.unlink(tmp)
+            _discard(tmp)
             with self._lock:
                 self.stats.misses += 1
             self._warn(f"remote cache: blob {digest} is missing on the remote")
             return False
         except Exception as exc:  # a transport error: the remote is gone for this build
-            os.unlink(tmp)
+            _discard(tmp)
             self._mark_down(_describe(exc))
             return False
+        if data is not None:  # hashed before it is written: a mismatch never reaches the CAS
+            actual, got = cas.put_verified(digest, data), len(data)
+        else:
+            got = os.path.getsize(tmp) if tmp is not None else 0
         if actual != digest:
-            os.unlink(tmp)
+            _discard(tmp)
             with self._lock:
                 self.stats.corrupt += 1
                 self.stats.misses += 1
@@ -189,8 +202,8 @@ class RemoteSession:
             self._warn(f"remote cache: blob {digest} is corrupt on the remote (its bytes hash to "
                        f"{actual}); not used")
             return False
-        got = os.path.getsize(tmp)
-        self.store.cas.adopt_file(tmp, digest)
+        if tmp is not None:
+            cas.adopt_file(tmp, digest)
         with self._lock:
             self.stats.blobs_down += 1
             self.stats.bytes_down += got
@@ -254,7 +267,7 @@ class RemoteSession:
             self._count_call()
             if size > CHECK_BEFORE_UPLOAD and digest not in self._bad and self.cache.has_blob(digest):
                 return True
-            self.cache.push_blob(digest, str(self.store.cas.path(digest)))
+            self.cache.push_blob(digest, self.store.cas.path_str(digest))
         except Exception as exc:  # a transport error (a missing local blob is caught earlier)
             self._mark_down(_describe(exc))
             return False
@@ -336,6 +349,14 @@ def open_session(url: str, args: Any, ctx: Any) -> RemoteSession:
                                  signing_key=key.encode() if key else None)
     jobs = getattr(args, "jobs", None) or 8
     return RemoteSession(cache, ctx.store, upload=upload, timeout=timeout, jobs=max(8, jobs))
+
+
+def _discard(path: str | None) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,8 +16,9 @@ write complete envelopes; the last rename (or PUT) wins and either is valid.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import threading
-import uuid
 from typing import Any
 
 import msgspec
@@ -32,9 +33,14 @@ __all__ = ["InvalidEntry", "FsspecRemoteCache", "SMALL_BLOB"]
 
 # A downloaded blob up to this size is hashed from one read; larger ones in chunks.
 SMALL_BLOB = 4 * 1024 * 1024
+# Chunk of the one-pass local copy (read, hash, write): small enough to stay in the CPU cache
+# between the three, which keeps it near the kernel's own copy.
+COPY_CHUNK = 256 * 1024
 
 # Protocols whose files can be renamed atomically; the others get one atomic PUT per object.
 _RENAMING = {"file", "local"}
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 _enc = msgspec.msgpack.Encoder()
 _dec_action = msgspec.msgpack.Decoder(ActionResult)
@@ -50,25 +56,33 @@ class FsspecRemoteCache:
         self._options = dict(storage_options or {})
         self._fs: Any = None
         self._root = ""
+        self._local = False
         self._lock = threading.Lock()
 
     # -- the filesystem, opened lazily so that a build that never asks never connects ------
 
     @property
     def fs(self) -> Any:
+        if self._fs is not None:
+            return self._fs
         with self._lock:
             if self._fs is None:
                 from fsspec.core import url_to_fs
 
-                self._fs, root = url_to_fs(self.url, **self._options)
+                fs, root = url_to_fs(self.url, **self._options)
+                protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
                 self._root = root.rstrip("/")
+                self._local = bool(protocols & _RENAMING)
+                self._fs = fs
             return self._fs
 
     @property
     def renames(self) -> bool:
-        protocol = self.fs.protocol
-        protocols = {protocol} if isinstance(protocol, str) else set(protocol)
-        return bool(protocols & _RENAMING)
+        """Whether the remote is a local (or mounted) filesystem, where files are renamed into
+        place; its paths are then OS paths, and blobs move with plain OS calls, which cost
+        less per small file than fsspec's own."""
+        self.fs  # noqa: B018 - resolves the protocol
+        return self._local
 
     def action_path(self, key: str) -> str:
         self.fs  # noqa: B018 - resolves the root
@@ -79,7 +93,7 @@ class FsspecRemoteCache:
         return f"{self._root}/cas/{digest[:2]}/{digest}"
 
     def _tmp_path(self) -> str:
-        return f"{self._root}/tmp/{uuid.uuid4().hex}"
+        return f"{self._root}/tmp/{secrets.token_hex(16)}"
 
     # -- action entries --------------------------------------------------------------------
 
@@ -108,15 +122,31 @@ class FsspecRemoteCache:
     def has_blob(self, digest: str) -> bool:
         return bool(self.fs.exists(self.blob_path(digest)))
 
+    def read_blob(self, digest: str, max_size: int) -> bytes | None:
+        """A blob's bytes (unverified: the caller hashes them before use), or None when it is
+        larger than ``max_size`` (then nothing beyond ``max_size + 1`` bytes was read)."""
+        path = self.blob_path(digest)
+        if self.renames:
+            with open(path, "rb") as f:
+                data = f.read(max_size + 1)
+        else:
+            data = self.fs.cat_file(path, start=0, end=max_size + 1)
+        return None if len(data) > max_size else bytes(data)
+
     def fetch_blob(self, digest: str, dest: str, size_hint: int | None = None) -> str:
         """Download a blob to ``dest`` and return the digest of the bytes written.
 
-        fsspec's own ``get_file`` moves the bytes (a kernel copy on local disks, one streamed
-        GET on object stores: never the whole blob in memory); the digest is then taken from
-        the file just written, which the page cache still holds. The caller compares it with
+        On a local filesystem, in one pass: each chunk is read, hashed and written, never the
+        whole blob in memory. On an object store fsspec's ``get_file`` moves the bytes (ranged
+        GETs in parallel for a large object, which a single hashed stream could not match) and
+        the digest is then taken from the file just written, still in the page cache (about
+        0.15 s per GiB, next to about 20 s for the transfer). The caller compares the digest with
         the one it asked for before using the file.
         """
-        self.fs.get_file(self.blob_path(digest), dest)
+        path = self.blob_path(digest)
+        if self.renames:
+            return _copy_hashing(path, dest)
+        self.fs.get_file(path, dest)
         if size_hint is not None and size_hint <= SMALL_BLOB:
             with open(dest, "rb") as f:
                 return xxhash.xxh3_128_hexdigest(f.read())
@@ -127,19 +157,71 @@ class FsspecRemoteCache:
         path = self.blob_path(digest)
         if self.renames:
             tmp = self._tmp_path()
-            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
-            self.fs.put_file(src, tmp)
-            self.fs.makedirs(os.path.dirname(path), exist_ok=True)
-            self.fs.mv(tmp, path)
+            _copy_to_new(src, tmp)
+            _rename_into_place(tmp, path)
         else:
             self.fs.put_file(src, path)
 
     def _write_bytes(self, path: str, data: bytes) -> None:
         if self.renames:
             tmp = self._tmp_path()
-            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
-            self.fs.pipe_file(tmp, data)
-            self.fs.makedirs(os.path.dirname(path), exist_ok=True)
-            self.fs.mv(tmp, path)
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+            _rename_into_place(tmp, path)
         else:
             self.fs.pipe_file(path, data)
+
+
+def _copy_to_new(src: str, tmp: str) -> None:
+    """Copy a local file to the new file ``tmp``, making its folder on first use. A small file
+    moves in one read and one write (shutil.copyfile by path would cost several more stats per
+    blob), a large one by a kernel copy."""
+    with open(src, "rb", buffering=0) as fin:
+        size = os.fstat(fin.fileno()).st_size
+        try:
+            fd = os.open(tmp, _CREATE, 0o644)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            fd = os.open(tmp, _CREATE, 0o644)
+        try:
+            with open(fd, "wb", buffering=0) as fout:
+                if size <= SMALL_BLOB:
+                    view = memoryview(fin.read(size + 1))
+                    while view:
+                        view = view[fout.write(view):]
+            if size > SMALL_BLOB:
+                shutil.copyfile(src, tmp)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+
+def _rename_into_place(tmp: str, path: str) -> None:
+    """Rename a finished upload to its final path, making the folder on first use (asking
+    first would cost a stat per blob); a failed rename removes the upload."""
+    try:
+        try:
+            os.replace(tmp, path)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _copy_hashing(src: str, dest: str) -> str:
+    """Copy ``src`` to ``dest`` in one pass and return the digest of the bytes written."""
+    h = xxhash.xxh3_128()
+    view = memoryview(bytearray(COPY_CHUNK))
+    with open(src, "rb", buffering=0) as fin, open(dest, "wb", buffering=0) as fout:
+        while n := fin.readinto(view):
+            chunk = view[:n]
+            h.update(chunk)
+            while chunk:
+                chunk = chunk[fout.write(chunk):]
+    return h.hexdigest()
