@@ -5,9 +5,9 @@ Kubernetes cannot run here, so the Kubernetes side is the fake API server of
 validates every RayCluster against KubeRay's CRD and plays the operator from a script), reached
 by ``mlbuild`` through a real kubeconfig file. The part after the cluster is ready runs for
 real: the fake head service is a LoadBalancer on 127.0.0.1 whose ``client`` port is the Ray
-client server of a Ray head this module starts (``ray start --head`` on loopback, with free ports:
-the default client port 10001 is taken whenever another Ray head runs on the machine), and the
-build's steps run there as Ray tasks.
+client server of a Ray head running in a Docker container from the steps' own image (see
+``ray_head``; free ports, because the default 10001 is taken whenever another Ray head runs on
+the machine), and the build's steps run there, in that container, as Ray tasks.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-import shutil
+import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+import ray
 
 from mlbuild.remote.kuberay.manifest import LABEL_BUILD_ID, LABEL_KEEP, label_value
 from mlbuild.remote.kuberay.schema import CrdSchema
@@ -54,8 +54,11 @@ def numbers(config: dict) -> list:
 
 
 @rule
-def total(xs: list) -> int:
-    return sum(xs)
+def total(xs: list) -> dict:
+    import os
+    import sys
+
+    return {"sum": sum(xs), "in_container": os.path.exists("/.dockerenv"), "python": sys.version.split()[0]}
 
 
 @rule
@@ -105,42 +108,48 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory: pytest.TempPathFactory, ray_local: Any) -> Iterator[int]:
-    """A Ray head with a Ray client server on a free port (yields that port); stopped at the
-    end of the module, only the processes it started. (``ray_local`` first: it sets the
-    environment Ray needs here.)"""
-    import os
+def ray_head(tmp_path_factory: pytest.TempPathFactory, test_image: Any, ray_local: Any) -> Iterator[int]:
+    """A Ray head running in a Docker container from the steps' own image, as KubeRay would run
+    it; yields its Ray client server port (a free one, on 127.0.0.1 through host networking).
 
-    exe = Path(sys.executable).with_name("ray")
-    temp_dir = tempfile.mkdtemp(prefix="mlbkr", dir="/tmp")  # unix socket paths: keep it short
-    log = tmp_path_factory.mktemp("rayhead") / "ray-start.log"
-    client_port = _free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(exe), "start", "--head", "--block", f"--port={_free_port()}", f"--ray-client-server-port={client_port}",
-             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
-             "--node-ip-address=127.0.0.1", f"--object-store-memory={256 * 1024 * 1024}"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ})
+    The test image has no Ray and PyPI is unreachable, so this interpreter's site-packages
+    (the same CPython 3.11 ABI and glibc) is mounted read-only and put on ``PYTHONPATH``, with
+    the mlbuild source under test. The tests' temporary directory is mounted at its own path,
+    as a shared filesystem (a PVC on Kubernetes) would be: the steps' CAS and workspaces live
+    there. (``ray_local`` first: it sets the Ray environment variables of this session.)
+    """
+    import docker
+
+    import mlbuild
+
+    client = docker.from_env()
+    shared = str(tmp_path_factory.getbasetemp())
+    site_packages = str(Path(ray.__file__).resolve().parent.parent)
+    source = str(Path(mlbuild.__file__).resolve().parent)
+    gcs_port, client_port = _free_port(), _free_port()
+    container = client.containers.run(
+        test_image.id,
+        ["python3", "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={gcs_port}",
+         f"--ray-client-server-port={client_port}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--object-store-memory={200 * 10**6}"],
+        detach=True, network_mode="host", shm_size="512m", user=f"{os.getuid()}:{os.getgid()}",
+        environment={"PYTHONPATH": "/opt/mlbuild-src:/opt/host-site-packages", "HOME": "/tmp",
+                     "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"},
+        volumes={site_packages: {"bind": "/opt/host-site-packages", "mode": "ro"},
+                 source: {"bind": "/opt/mlbuild-src/mlbuild", "mode": "ro"},
+                 shared: {"bind": shared, "mode": "rw"}},
+        labels={"dev.mlbuild.test": "kuberay-ray-head"},
+    )
     try:
         deadline = time.monotonic() + 120
-        while "Ray runtime started" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ray start --head failed:\n{log.read_text(errors='replace')[-3000:]}")
+        while b"Ray runtime started" not in container.logs():
+            container.reload()
+            if container.status == "exited" or time.monotonic() > deadline:
+                pytest.fail(f"the Ray head container did not start:\n{container.logs().decode()[-3000:]}")
             time.sleep(0.2)
         yield client_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        container.remove(force=True)
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +216,6 @@ def mlbuild(ws: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProce
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "RAY_ADDRESS")}
 
 
@@ -229,6 +236,10 @@ def test_build_creates_runs_on_and_deletes_its_cluster(
     result = summary(proc)
     assert result["actions"]["executed"] == 2
     assert kube.clusters == {} and kube.posts() == 1 and kube.deletes() == 1  # deleted at the end
+    import msgspec
+
+    total = msgspec.msgpack.decode((ws / "mlbuild-out" / "pkg" / "total.value.msgpack").read_bytes())
+    assert total["sum"] == 15 and total["in_container"] is True  # it ran on the head, in the image
     (manifest,) = kube.created
     assert kube.rejected == []  # valid against the CRD
     meta = manifest["metadata"]
