@@ -169,7 +169,7 @@ class KubeRayExecutor:
             self.image = spec.image
         except BaseException as exc:
             self.close()
-            if isinstance(exc, KubeRayError):
+            if isinstance(exc, KubeRayError | UserError):
                 raise UserError(f"{spec.label}: {exc}") from None
             raise
 
