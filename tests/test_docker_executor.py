@@ -294,3 +294,12 @@ def test_step_without_image_is_refused_by_docker_executor(tmp_path: Path, test_i
     proc = mlbuild(ws, "//pkg:hostonly", "--executor", "docker")
     assert proc.returncode == 1
     assert "//pkg:hostonly" in proc.stderr and "has none" in proc.stderr
+
+
+def test_docker_network_option(tmp_path: Path, test_image: Any) -> None:
+    ws = write_workspace(tmp_path, test_image.name)
+    isolated = mlbuild(ws, "//pkg:where", "--executor", "docker", "--docker-network", "none")
+    assert isolated.returncode == 0, isolated.stderr
+    missing = mlbuild(ws, "//pkg:where", "--executor", "docker", "--no-cache", "--docker-network", "mlbuild-no-such-net")
+    assert missing.returncode == 1
+    assert "its container could not start" in missing.stderr and "mlbuild-no-such-net" in missing.stderr

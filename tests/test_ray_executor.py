@@ -221,3 +221,15 @@ def test_local_ray_started_for_the_build(ws: Path, monkeypatch: pytest.MonkeyPat
     assert summary(proc)["actions"]["executed"] == 2
     assert "//pkg:resources" in proc.stderr and "needs 2 CPUs" in proc.stderr
     assert os.environ.get("RAY_ADDRESS") is None
+
+
+def test_ray_cluster_is_exported_without_importing_ray() -> None:
+    code = (
+        "import sys, mlbuild\n"
+        "assert 'RayCluster' in mlbuild.__all__\n"
+        "from mlbuild import RayCluster\n"
+        "assert RayCluster.__module__ == 'mlbuild.remote.ray_cluster'\n"
+        "assert 'ray' not in sys.modules, 'import mlbuild loaded ray'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

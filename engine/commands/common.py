@@ -71,7 +71,7 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
     add_remote_options(p)
-    g = p.add_argument_group("ray and kuberay executors")
+    g = p.add_argument_group("docker, ray and kuberay executors")
     g.add_argument("--ray-address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     g.add_argument("--kube-context", default=None, help="kubeconfig context for --executor kuberay")
     g.add_argument("--kube-namespace", "--namespace", dest="kube_namespace", default=None, help="namespace for the RayCluster")
@@ -80,6 +80,8 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
                    help="the cache's CAS as mounted on the Ray workers (a shared filesystem; default: the local path)")
     g.add_argument("--ray-workspace", default=None, metavar="DIR",
                    help="the workspace as mounted on the Ray workers (default: the local path)")
+    g.add_argument("--docker-network", default=None, metavar="NAME",
+                   help="Docker network for --executor docker containers (default: Docker's default bridge)")
     g.add_argument("--kube-workers", type=int, default=None, metavar="N", help="worker pods of the RayCluster (default 1)")
     g.add_argument("--kube-ready-timeout", type=float, default=None, metavar="SECONDS",
                    help="give up when the RayCluster is not ready after this long (default 600)")
