@@ -16,11 +16,14 @@ def action_key(spec: KeySpec) -> str:
 
 
 def canonical_config(config: Any, label: str) -> Any:
-    """Config as plain data with a stable order; an unhashable config is an error naming the target."""
+    """Config as plain data with a stable order; an unhashable config is an error naming the target.
+
+    Dict keys and Struct fields are both sorted, so neither order changes the key.
+    """
     if config is None:
         return {}
     try:
-        return msgspec.to_builtins(config, order="deterministic")
+        return msgspec.to_builtins(config, order="sorted")
     except TypeError as exc:
         raise UserError(f"{label}: config cannot be hashed: {exc}") from None
 

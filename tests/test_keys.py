@@ -102,3 +102,21 @@ def test_unhashable_config_is_a_clear_error() -> None:
 
     with pytest.raises(UserError, match="//a:b: config cannot be hashed"):
         canonical_config({"fn": lambda: 1}, "//a:b")
+
+
+def test_struct_field_order_does_not_matter() -> None:
+    import msgspec
+
+    class AB(msgspec.Struct):
+        a: int
+        b: dict
+
+    class BA(msgspec.Struct):
+        b: dict
+        a: int
+
+    ab = canonical_config(AB(1, {"y": 2, "x": 1}), "//t:t")
+    ba = canonical_config(BA({"x": 1, "y": 2}, 1), "//t:t")
+    spec = lambda config: make_key_spec("r.py:f", "0" * 32, {}, config, "1" * 32)  # noqa: E731
+    assert action_key(spec(ab)) == action_key(spec(ba))
+    assert action_key(spec(ab)) != action_key(spec(canonical_config(AB(2, {"y": 2, "x": 1}), "//t:t")))
