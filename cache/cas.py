@@ -137,6 +137,13 @@ class CAS:
         os.close(fd)
         return tmp_path
 
+    def temp_path(self) -> str:
+        """A fresh path in the CAS's temp folder, not created yet, for a caller that writes a
+        new file there and then ``adopt_file``s it (renamed in place). Better than
+        ``temp_file`` for large writes: rewriting a file that exists, even empty, makes ext4
+        flush it to disk on close."""
+        return f"{self._tmp}/blob-{secrets.token_hex(16)}"
+
     def adopt_file(self, src: str | os.PathLike[str], digest: str) -> None:
         """Move a file whose digest the caller already verified into the CAS."""
         if os.path.dirname(os.fspath(src)) == self._tmp:

@@ -177,7 +177,7 @@ class RemoteSession:
             if size <= SMALL_DOWNLOAD:
                 data = self.cache.read_blob(digest, SMALL_DOWNLOAD)
             if data is None:  # large (or larger than its ref said): streamed, never whole in memory
-                tmp = cas.temp_file()
+                tmp = cas.temp_path()
                 actual = self.cache.fetch_blob(digest, tmp, size)
         except FileNotFoundError:
             _discard(tmp)

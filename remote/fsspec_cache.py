@@ -40,8 +40,6 @@ COPY_CHUNK = 256 * 1024
 # Protocols whose files can be renamed atomically; the others get one atomic PUT per object.
 _RENAMING = {"file", "local"}
 
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-
 _enc = msgspec.msgpack.Encoder()
 _dec_action = msgspec.msgpack.Decoder(ActionResult)
 
@@ -175,26 +173,36 @@ class FsspecRemoteCache:
 
 def _copy_to_new(src: str, tmp: str) -> None:
     """Copy a local file to the new file ``tmp``, making its folder on first use. A small file
-    moves in one read and one write (shutil.copyfile by path would cost several more stats per
-    blob), a large one by a kernel copy."""
+    moves in one read and one write (shutil.copyfile by path costs several more stats per
+    blob), a large one by a kernel copy into a file it creates (copying into a file that exists
+    already, even an empty one, makes ext4 write it back on close: 3x slower here)."""
     with open(src, "rb", buffering=0) as fin:
         size = os.fstat(fin.fileno()).st_size
+        data = fin.read(size + 1) if size <= SMALL_BLOB else None
+    for attempt in (0, 1):
         try:
-            fd = os.open(tmp, _CREATE, 0o644)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(tmp), exist_ok=True)
-            fd = os.open(tmp, _CREATE, 0o644)
-        try:
-            with open(fd, "wb", buffering=0) as fout:
-                if size <= SMALL_BLOB:
-                    view = memoryview(fin.read(size + 1))
+            if data is None:
+                shutil.copyfile(src, tmp)
+            else:
+                with open(tmp, "xb", buffering=0) as fout:
+                    view = memoryview(data)
                     while view:
                         view = view[fout.write(view):]
-            if size > SMALL_BLOB:
-                shutil.copyfile(src, tmp)
+            return
+        except FileNotFoundError:
+            if attempt or os.path.isdir(os.path.dirname(tmp)):
+                raise
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
         except BaseException:
-            os.unlink(tmp)
+            _discard(tmp)
             raise
+
+
+def _discard(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _rename_into_place(tmp: str, path: str) -> None:
@@ -207,10 +215,7 @@ def _rename_into_place(tmp: str, path: str) -> None:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _discard(tmp)
         raise
 
 
