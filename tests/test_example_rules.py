@@ -13,10 +13,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import mlbuild
 import msgspec
 import numpy as np
 import pytest
+
+import mlbuild
 from mlbuild.rules import artifacts
 
 torch = pytest.importorskip("torch", reason="the ResNet example needs torch")

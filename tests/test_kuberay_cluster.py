@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlparse
 import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
+
 from mlbuild.remote.kuberay.cluster import (
     ClusterCreateError,
     ClusterNotReady,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from mlbuild.remote.kuberay.manifest import (
     ANNOTATION_BUILD_ID,
     ANNOTATION_IMAGE_DIGEST,
