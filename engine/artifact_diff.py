@@ -13,7 +13,6 @@ msgpack's tensor extension is read back as a numpy array. Nothing is ever unpick
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +22,7 @@ import msgspec
 from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import read_tree
+from mlbuild.rules.artifacts import decode_numpy, read_safetensors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -163,38 +163,6 @@ def diff_arrays(name: str, old: np.ndarray, new: np.ndarray) -> ArrayDiff | None
     return d
 
 
-_ST_DTYPES = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
-}
-
-
-def read_safetensors(data: bytes) -> dict[str, np.ndarray]:
-    """The tensors of a safetensors file as numpy arrays (bf16 widened to float32 exactly)."""
-    import numpy as np
-
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    body = memoryview(data)[8 + n :]
-    out: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        start, end = info["data_offsets"]
-        raw = body[start:end]
-        dtype, shape = info["dtype"], info["shape"]
-        if dtype == "BF16":
-            # bfloat16 is the top half of a float32: widening is exact.
-            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        elif dtype in _ST_DTYPES:
-            arr = np.frombuffer(raw, dtype=_ST_DTYPES[dtype])
-        else:
-            arr = np.frombuffer(raw, dtype=np.uint8)  # compared as raw bytes
-            shape = [len(raw)]
-        out[name] = arr.reshape(shape)
-    return out
-
-
 def _diff_named_arrays(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> list[ArrayDiff]:
     diffs: list[ArrayDiff] = []
     for name in sorted(set(old) | set(new)):
@@ -220,16 +188,6 @@ def _load_npy(data: bytes) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- plain data
-
-
-def _ext_hook(code: int, data: memoryview) -> Any:
-    # The numpy/tensor extension of rules/artifacts.py: 4-byte header length, msgpack
-    # [dtype, shape], raw bytes. Tensors come back as numpy arrays too: no torch import.
-    import numpy as np
-
-    n = int.from_bytes(data[:4], "little")
-    dtype, shape = msgspec.msgpack.decode(data[4 : 4 + n])
-    return np.frombuffer(data[4 + n :], dtype=np.dtype(dtype)).reshape(shape)
 
 
 def _short(value: Any) -> str:
@@ -308,8 +266,8 @@ def diff_bytes(codec: str, old: bytes, new: bytes) -> ArtifactDiff:
         diffs = _diff_named_arrays(read_safetensors(old), read_safetensors(new))
         return ArtifactDiff(kind="arrays", arrays=diffs, note=None if diffs else "same tensors, different bytes (header or order)")
     if codec == "msgpack":
-        a = msgspec.msgpack.decode(old, ext_hook=_ext_hook)
-        b = msgspec.msgpack.decode(new, ext_hook=_ext_hook)
+        a = decode_numpy("msgpack", old)
+        b = decode_numpy("msgpack", new)
         diff = diff_data(a, b)
         if not (diff.values or diff.arrays or diff.more):
             diff.note = "same values, different bytes"

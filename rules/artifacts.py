@@ -48,17 +48,24 @@ def _enc_hook(value: Any) -> Any:
     raise EncodingError(f"values of type {type(value).__module__}.{type(value).__qualname__} cannot be encoded")
 
 
-def _ext_hook(code: int, data: memoryview) -> Any:
+def _ext_numpy(code: int, data: memoryview) -> Any:
+    """The array inside one of our extension types, as a (read-only) numpy array."""
     import numpy as np
 
+    if code not in (_EXT_NDARRAY, _EXT_TENSOR):
+        return f"<unknown msgpack extension {code}>"
     n = int.from_bytes(data[:4], "little")
     dtype, shape = msgspec.msgpack.decode(data[4 : 4 + n])
-    arr = np.frombuffer(data[4 + n :], dtype=np.dtype(dtype)).reshape(shape).copy()
+    return np.frombuffer(data[4 + n :], dtype=np.dtype(dtype)).reshape(shape)
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    arr = _ext_numpy(code, data)
     if code == _EXT_TENSOR:
         import torch
 
-        return torch.from_numpy(arr)
-    return arr
+        return torch.from_numpy(arr.copy())
+    return arr.copy()
 
 
 def _dec_hook(typ: type, obj: Any) -> Any:
@@ -127,10 +134,60 @@ def decode(codec: str, data: bytes, annotation: Any = Any, allow_pickle: bool = 
     raise EncodingError(f"unknown artifact codec {codec!r}")
 
 
+_ST_DTYPES = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+}
+
+
+def read_safetensors(data: bytes) -> dict[str, Any]:
+    """The tensors of a safetensors file as numpy arrays, without torch (bf16 widened to
+    float32 exactly; other dtypes numpy lacks come back as raw bytes)."""
+    import json
+    import struct
+
+    import numpy as np
+
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    body = memoryview(data)[8 + n :]
+    out: dict[str, Any] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = body[start:end]
+        dtype, shape = info["dtype"], info["shape"]
+        if dtype == "BF16":
+            # bfloat16 is the top half of a float32: widening is exact.
+            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif dtype in _ST_DTYPES:
+            arr = np.frombuffer(raw, dtype=_ST_DTYPES[dtype])
+        else:
+            arr = np.frombuffer(raw, dtype=np.uint8)
+            shape = [len(raw)]
+        out[name] = arr.reshape(shape)
+    return out
+
+
+def decode_numpy(codec: str, data: bytes) -> Any:
+    """Decode an artifact for inspection: arrays and tensors as numpy arrays, never importing
+    torch, never unpickling (a pickled artifact raises EncodingError)."""
+    if codec == "npy":
+        import numpy as np
+
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    if codec == "safetensors":
+        tensors = read_safetensors(data)
+        return tensors["__tensor__"] if set(tensors) == {"__tensor__"} else tensors
+    if codec == "msgpack":
+        return msgspec.msgpack.decode(data, ext_hook=_ext_numpy)
+    raise EncodingError(f"{codec} artifacts are not decoded for inspection")
+
+
 def to_display(codec: str, data: bytes) -> Any:
     """A JSON-friendly rendering of a small value, for ``mlbuild show``."""
-    value = decode(codec, data)
-    return _summarize(value)
+    return _summarize(decode_numpy(codec, data))
 
 
 def _summarize(value: Any) -> Any:

@@ -7,7 +7,6 @@ imported here), and a value larger than ``MAX_DECODE`` is listed with its downlo
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from typing import Any
@@ -17,6 +16,7 @@ import msgspec
 from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import read_tree
+from mlbuild.rules.artifacts import EncodingError, decode_numpy
 
 __all__ = ["Block", "render_artifact", "render_value", "png_bytes"]
 
@@ -28,8 +28,6 @@ HIST_BINS = 20
 IMAGE_EXTS = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
               ".webp": "image/webp"}
 TEXT_EXTS = {".txt", ".md", ".log", ".csv", ".tsv", ".yaml", ".yml", ".toml", ".py", ".cfg", ".ini"}
-_EXT_NDARRAY = 1
-_EXT_TENSOR = 2
 
 
 class Block(msgspec.Struct, tag_field="kind"):
@@ -117,32 +115,12 @@ def blob_url(digest: str, name: str | None = None) -> str:
 # -- decoding ----------------------------------------------------------------------------
 
 
-def _ext_hook(code: int, data: memoryview) -> Any:
-    # The same layout as rules/artifacts.py's extension types; tensors come back as numpy
-    # arrays so that showing one never imports torch.
-    import numpy as np
-
-    if code not in (_EXT_NDARRAY, _EXT_TENSOR):
-        return f"<unknown msgpack extension {code}>"
-    n = int.from_bytes(data[:4], "little")
-    dtype, shape = msgspec.msgpack.decode(data[4 : 4 + n])
-    return np.frombuffer(data[4 + n :], dtype=np.dtype(dtype)).reshape(shape)
-
-
 def decode_for_display(codec: str, data: bytes) -> Any:
     """The value of an encoded artifact, with arrays and tensors as numpy arrays."""
-    if codec == "npy":
-        import numpy as np
-
-        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-    if codec == "safetensors":
-        from safetensors.numpy import load
-
-        tensors = load(data)
-        return tensors["__tensor__"] if set(tensors) == {"__tensor__"} else tensors
-    if codec == "msgpack":
-        return msgspec.msgpack.decode(data, ext_hook=_ext_hook)
-    raise ValueError(f"codec {codec!r} is not shown")
+    try:
+        return decode_numpy(codec, data)
+    except EncodingError as exc:
+        raise ValueError(str(exc)) from None
 
 
 # -- rendering ---------------------------------------------------------------------------
