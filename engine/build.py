@@ -149,6 +149,10 @@ class Builder:
         except KeyboardInterrupt:
             record.status = "interrupted"
             raise
+        except BaseException:
+            # An executor that could not start (an unreachable cluster, say) ends the build too.
+            record.status = "failed"
+            raise
         finally:
             record.finished = time.time()
             self.factory.flush()
