@@ -62,15 +62,20 @@ def _split_field(lhs: str) -> tuple[str, str, str]:
 
 
 def add_build_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
     p.add_argument("-k", "--keep-going", action="store_true", help="go on with independent targets after a failure")
     p.add_argument("--no-cache", action="store_true", help="execute everything; still record the results")
-    p.add_argument("--executor", default=None, help="where steps run: local (default), docker, ray, kuberay")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="//PKG:T.FIELD=VALUE",
                    help="override a config field of a target (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+    add_executor_options(p)
     add_remote_options(p)
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    """Where and how many steps run: for every command that executes steps."""
+    p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
+    p.add_argument("--executor", default=None, help="where steps run: local (default), docker, ray, kuberay")
     g = p.add_argument_group("docker, ray and kuberay executors")
     g.add_argument("--ray-address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     g.add_argument("--kube-context", default=None, help="kubeconfig context for --executor kuberay")

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from mlbuild.engine.build import cpu_count
-from mlbuild.engine.commands.common import Context, add_remote_options
+from mlbuild.engine.commands.common import Context, add_executor_options, add_remote_options
 from mlbuild.engine.planner import Plan
 
 
@@ -23,15 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=None, metavar="N",
                    help="execute N times without the cache and compare the runs with each other")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    p.add_argument("--executor", default=None, help="where steps run: local (default), docker, ray, kuberay")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the report")
+    add_executor_options(p)
     add_remote_options(p)
-    g = p.add_argument_group("ray and kuberay executors")
-    g.add_argument("--ray-address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
-    g.add_argument("--kube-context", default=None, help="kubeconfig context for --executor kuberay")
-    g.add_argument("--kube-namespace", "--namespace", dest="kube_namespace", default=None, help="namespace for the RayCluster")
-    g.add_argument("--keep-cluster", action="store_true", help="keep the RayCluster for the next run of the same image")
 
 
 def make_verifier(ctx: Context, args: argparse.Namespace, the_plan: Plan, remote: Any) -> Any:
