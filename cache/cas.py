@@ -84,11 +84,14 @@ class CAS:
     def _write_new(self, data: bytes | bytearray | memoryview, digest: str) -> None:
         fd, tmp_path = self._tempfile()
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
         except BaseException:
+            os.close(fd)
             os.unlink(tmp_path)
             raise
+        os.close(fd)
         self._install(tmp_path, digest)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> str:

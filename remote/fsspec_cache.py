@@ -125,8 +125,13 @@ class FsspecRemoteCache:
         larger than ``max_size`` (then nothing beyond ``max_size + 1`` bytes was read)."""
         path = self.blob_path(digest)
         if self.renames:
-            with open(path, "rb") as f:
-                data = f.read(max_size + 1)
+            with open(path, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > max_size:
+                    return None
+                # sized by the file, not by max_size: a 4 MiB buffer per 16 KiB blob costs more
+                # than the read; one byte over shows a file that grew meanwhile
+                data = f.read(size + 1)
         else:
             data = self.fs.cat_file(path, start=0, end=max_size + 1)
         return None if len(data) > max_size else bytes(data)
@@ -190,9 +195,9 @@ def _copy_to_new(src: str, tmp: str) -> None:
                         view = view[fout.write(view):]
             return
         except FileNotFoundError:
-            if attempt or os.path.isdir(os.path.dirname(tmp)):
+            if attempt:  # the folder is there now: it was ``src`` that is missing
                 raise
-            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)  # another thread may make it too
         except BaseException:
             _discard(tmp)
             raise
