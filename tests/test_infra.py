@@ -53,7 +53,7 @@ def test_s3_buckets_are_per_test(s3_bucket: Any, s3_server: Any) -> None:
     assert s3_bucket.filesystem().ls(s3_bucket.url(), detail=False) == []
 
 
-def test_ray_runs_a_task(ray_local: Any) -> None:
+def test_ray_runs_a_task(ray_local: Any, ray_client: Any) -> None:
     ray = pytest.importorskip("ray")
     ray.init(address=ray_local.address, log_to_driver=False)
     try:
@@ -66,7 +66,7 @@ def test_ray_runs_a_task(ray_local: Any) -> None:
     finally:
         ray.shutdown()
     # and through the Ray client server (ray://), as a remote cluster is reached
-    ray.init(ray_local.client_address)
+    ray_client(ray_local.client_address)
     try:
         assert ray.get(ray.remote(lambda: 7).remote()) == 7
     finally:

@@ -520,7 +520,7 @@ def _fields(spec: ClusterSpec) -> dict[str, Any]:
     return {f: getattr(spec, f) for f in spec.__struct_fields__}
 
 
-def test_head_address_reaches_a_real_ray_head(fake: FakeKube, api: Any, ray_local: Any) -> None:
+def test_head_address_reaches_a_real_ray_head(fake: FakeKube, api: Any, ray_local: Any, ray_client: Any) -> None:
     """The ``ray://`` address head_address() gives is one the Ray client connects to: the fake
     head service is a LoadBalancer on 127.0.0.1 whose ``client`` port is the local head's Ray
     client server (10001, the default of ``ray start --head``)."""
@@ -538,7 +538,7 @@ def test_head_address_reaches_a_real_ray_head(fake: FakeKube, api: Any, ray_loca
     def square(x: int) -> int:
         return x * x
 
-    ray.init(address.url)
+    ray_client(address.url)
     try:
         assert ray.get([square.remote(i) for i in range(4)]) == [0, 1, 4, 9]
     finally:
