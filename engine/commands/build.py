@@ -43,13 +43,12 @@ def execute(
     no_cache: bool | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     materialize: bool = True,
-    executor_factory: Any = None,
     run_steps: bool = True,
 ) -> BuildResult:
     """Plan and run a build of ``labels`` with the command-line options in ``args``.
 
-    ``executor_factory`` replaces the configured executor. With ``run_steps=False`` nothing
-    runs and no build is recorded: results come from the caches or the target is "not built".
+    With ``run_steps=False`` nothing runs and no build is recorded: every result comes from
+    the local or remote cache, or the target fails as "not built".
     """
     from mlbuild.engine.planner import plan
 
@@ -87,7 +86,7 @@ def execute(
     remote = remote_session(args, ctx)
     # A lookup that runs nothing (show) reports nothing; the caller says what it found.
     reporter = make_reporter(quiet=args.quiet) if run_steps else Reporter(stream=io.StringIO(), quiet=True)
-    builder = Builder(ctx.ws, ctx.store, factory, executor_factory or make_executor, reporter, options,
+    builder = Builder(ctx.ws, ctx.store, factory, make_executor, reporter, options,
                       remote=remote, executor_name=executor_name)
     try:
         result = builder.run(the_plan)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import Future
 
-from mlbuild.engine.build import VALUE_SUFFIX, BuildResult, output_dir, raise_for_failures
+from mlbuild.engine.build import VALUE_SUFFIX, BuildResult, output_dir
 from mlbuild.engine.commands.common import Context, add_remote_options
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
 from mlbuild.engine.labels import Label
 
 
@@ -22,22 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="TARGET", help="labels or patterns")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
     add_remote_options(p)
-
-
-class CacheOnlyExecutor:
-    """An executor that runs nothing: every action it is given is not in any cache."""
-
-    name = "cache-only"
-
-    def submit(self, spec: ActionSpec) -> Future[ActionOutcome]:
-        future: Future[ActionOutcome] = Future()
-        future.set_result(ActionOutcome(
-            key=spec.key, error_kind="input",
-            error=f"{spec.label} is in neither the local nor the remote cache; build it with `mlbuild build {spec.label}`"))
-        return future
-
-    def close(self) -> None:
-        pass
 
 
 def remote_url(args: argparse.Namespace, ctx: Context) -> str:
@@ -62,8 +44,12 @@ def cached_build(ctx: Context, labels: list[Label], args: argparse.Namespace, *,
     """A build that takes every result from the local or remote cache and runs nothing."""
     from mlbuild.engine.commands.build import execute
 
-    result = execute(ctx, labels, build_args(args), materialize=materialize, executor_factory=CacheOnlyExecutor)
-    raise_for_failures(result)
+    result = execute(ctx, labels, build_args(args), materialize=materialize, run_steps=False)
+    if result.failures:
+        raise UserError("; ".join(
+            f"{label} is in neither the local nor the remote cache; build it with `mlbuild build {label}`"
+            for label in sorted(result.failures)
+        ))
     return result
 
 
