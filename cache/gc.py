@@ -1,5 +1,5 @@
-"""Garbage collection: evict least recently used action entries until the cache fits, and
-delete only blobs that no kept entry refers to."""
+"""Garbage collection: evict least recently used action entries until the cache fits, then
+delete every blob no kept entry refers to (never one that a kept entry needs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import msgspec
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
-from mlbuild.cache.records import ActionResult
+from mlbuild.cache.records import ActionResult, CodeManifest
 from mlbuild.cache.store import LocalStore
 from mlbuild.cache.trees import read_tree
 
@@ -33,33 +33,57 @@ def parse_size(text: str) -> int:
         raise ValueError(f"bad size {text!r}: use e.g. 500M, 10G") from None
 
 
-def _blobs_of(store: LocalStore, result: ActionResult) -> set[str]:
-    blobs = {o.digest for o in result.outputs}
-    if result.log_digest:
-        blobs.add(result.log_digest)
-    for o in result.outputs:
-        if o.codec == "tree":
+class _References:
+    """The blobs an entry keeps alive: outputs (and tree members), its log, and the code and
+    environment manifests of its key with the function sources they list (lineage and
+    ``why`` read those)."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+        self._code: dict[str, set[str]] = {}
+
+    def of(self, result: ActionResult) -> set[str]:
+        blobs = {o.digest for o in result.outputs}
+        if result.log_digest:
+            blobs.add(result.log_digest)
+        for o in result.outputs:
+            if o.codec == "tree":
+                try:
+                    blobs.update(e.digest for e in read_tree(self.store.cas, o.digest))
+                except (CorruptBlob, MissingBlob):
+                    pass
+        blobs.add(result.key_spec.env)
+        return blobs | self._code_blobs(result.key_spec.code)
+
+    def _code_blobs(self, code: str) -> set[str]:
+        if code not in self._code:
+            blobs = {code}
             try:
-                blobs.update(e.digest for e in read_tree(store.cas, o.digest))
-            except (CorruptBlob, MissingBlob):
+                manifest = _manifest_dec.decode(self.store.cas.get_bytes(code))
+                blobs.update(f.source for f in manifest.functions)
+            except (CorruptBlob, MissingBlob, msgspec.DecodeError):
                 pass
-    return blobs
+            self._code[code] = blobs
+        return self._code[code]
 
 
-def collect(store: LocalStore, max_size: int, protect_seconds: float = 0.0) -> GcReport:
-    """Keep the most recently used entries that fit in ``max_size`` bytes of blobs."""
+_manifest_dec = msgspec.msgpack.Decoder(CodeManifest)
+
+
+def collect(store: LocalStore, max_size: int, min_age: float = 3600.0) -> GcReport:
+    """Keep the most recently used entries whose blobs fit in ``max_size`` bytes; evict the
+    rest, then delete every blob no kept entry refers to. A blob younger than ``min_age``
+    seconds is spared, since a build in progress may not have recorded its entry yet."""
     sizes = {d: store.cas.size(d) for d in store.cas.digests()}
     before = sum(sizes.values())
     used = store.index.last_used()
     results = sorted(store.index.iter_actions(), key=lambda r: used.get(r.key, 0.0), reverse=True)
+    refs = _References(store)
     kept_blobs: set[str] = set()
-    # Blobs no action refers to (code sources, manifests) are small; they are kept only while
-    # some kept action needs them, except the ones written very recently (a build in flight).
-    now = time.time()
     total = 0
     evict = []
     for r in results:
-        blobs = _blobs_of(store, r)
+        blobs = refs.of(r)
         extra = sum(sizes.get(b, 0) for b in blobs - kept_blobs)
         if total + extra <= max_size:
             kept_blobs |= blobs
@@ -68,20 +92,19 @@ def collect(store: LocalStore, max_size: int, protect_seconds: float = 0.0) -> G
             evict.append(r.key)
     for key in evict:
         store.index.delete_action(key)
+    now = time.time()
     deleted = 0
-    referenced_elsewhere = set()
-    for r in results:
-        if r.key not in evict:
-            continue
-        referenced_elsewhere |= _blobs_of(store, r)
-    for digest in referenced_elsewhere - kept_blobs:
-        path = store.cas.path(digest)
+    for digest in sizes.keys() - kept_blobs:
         try:
-            if now - path.stat().st_mtime < protect_seconds:
+            if now - store.cas.path(digest).stat().st_mtime < min_age:
                 continue
         except FileNotFoundError:
             continue
         store.cas.delete(digest)
         deleted += 1
+    if deleted:
+        # Remembered code digests let a build skip storing manifests and sources again; some
+        # of those blobs may be gone now, so the next build re-stores them.
+        store.index.memo_clear("memo", "rule:")
     after = sum(s for d, s in sizes.items() if store.cas.has(d))
     return GcReport(len(evict), len(results) - len(evict), deleted, before, after)

@@ -145,6 +145,15 @@ class Index:
                     out[key] = _dec_any.decode(raw)
         return out
 
+    def memo_clear(self, table: str, prefix: str) -> None:
+        """Forget every memo entry whose key starts with ``prefix``."""
+        with self.env.begin(write=True, db=self.db[table]) as txn:
+            cur = txn.cursor()
+            if cur.set_range(prefix.encode()):
+                while cur.key().startswith(prefix.encode()):
+                    if not cur.delete():
+                        break
+
     def memo_put_many(self, table: str, items: dict[str, Any]) -> None:
         if not items:
             return

@@ -261,18 +261,38 @@ def test_show_clean_and_gc(ws: Path, tmp_cache_dir: Path) -> None:
     assert not (ws / "mlbuild-out").exists()
     assert build_json(ws, "//pkg:total")["actions"]["executed"] == 0  # the cache survived clean
 
-    # Make the oldest entries the ones to go, then shrink the cache to almost nothing.
-    build_json(ws, "//pkg:text")
-    out = mlbuild(ws, "cache", "gc", "--max-size", "40").stdout
-    assert "evicted" in out
+    build_json(ws, "//pkg:text")  # the most recently used entry from here on
+    import time
+
+    from mlbuild.cache.gc import _References
     from mlbuild.cache.store import LocalStore
 
     store = LocalStore(tmp_cache_dir)
-    kept = list(store.index.iter_actions())
-    for result in kept:  # every kept entry's blobs are still there and intact
-        for o in result.outputs:
-            store.cas.verified_path(o.digest)
-    assert len(kept) < 4
+    orphan = store.cas.put_bytes(b"no entry refers to me")
+    an_hour_ago = time.time() - 7200
+    os.utime(store.cas.path(orphan), (an_hour_ago, an_hour_ago))
+    in_flight = store.cas.put_bytes(b"a build in progress wrote me")
+    out = mlbuild(ws, "cache", "gc", "--max-size", "1G").stdout
+    assert "evicted 0 entries, kept 4" in out
+    assert not store.cas.has(orphan) and store.cas.has(in_flight)
+
+    def intact(result: object) -> None:  # outputs, log, manifests and sources all readable
+        for digest in _References(store).of(result):  # type: ignore[arg-type]
+            store.cas.verified_path(digest)
+
+    for result in store.index.iter_actions():
+        intact(result)
+
+    # Room for exactly the newest entry's blobs: everything else goes.
+    newest = next(r for r in store.index.iter_actions() if r.label == "//pkg:text")
+    room = sum(store.cas.size(d) for d in _References(store).of(newest))
+    out = mlbuild(ws, "cache", "gc", "--max-size", str(room), "--min-age", "0").stdout
+    assert "evicted 3 entries, kept 1" in out
+    assert [r.label for r in store.index.iter_actions()] == ["//pkg:text"]
+    intact(newest)
+    assert sum(store.cas.size(d) for d in store.cas.digests()) == room
+    assert build_json(ws, "//pkg:text")["actions"]["executed"] == 0
+    assert build_json(ws, "//pkg:total")["actions"]["executed"] == 3  # evicted: built again
     proc = mlbuild(ws, "cache", "gc", "--max-size", "lots", check=False)
     assert proc.returncode == 2 and "bad size" in proc.stderr
 

@@ -12,6 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
     gc = sub.add_parser("gc", help="evict least recently used entries until the cache fits")
     gc.add_argument("--max-size", required=True, help="e.g. 500M, 10G")
+    gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
+                    help="spare unreferenced blobs younger than this: a build in progress may still record them (default 3600)")
     from mlbuild.engine.commands.common import add_remote_options
 
     for name, help_text in [("push", "upload targets' results (and their dependencies') to the remote cache"),
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             limit = parse_size(args.max_size)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        report = collect(ctx.store, limit)
+        report = collect(ctx.store, limit, min_age=args.min_age)
         print(
             f"evicted {report.actions_evicted} entries, kept {report.actions_kept}; "
             f"deleted {report.blobs_deleted} blobs; {report.bytes_before} -> {report.bytes_after} bytes"
