@@ -280,7 +280,7 @@ def _query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:
         if transitive or not isinstance(args[1], int) or args[1] < 1:
             raise UserError(f"{name}: bad arguments (use consumers(DIGEST) or consumers(DIGEST, DEPTH))")
         depth = args[1]
-    store = LocalStore(default_cache_dir(ws.config.cache.dir))
+    store = LocalStore(default_cache_dir(ws.cache_dir))
     try:
         return {parse_label(c.label) for c in consumers(store, args[0], depth)}
     finally:

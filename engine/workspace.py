@@ -95,6 +95,14 @@ class Workspace:
         except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
             raise UserError(f"{path}: bad workspace configuration: {exc}") from None
 
+    @property
+    def cache_dir(self) -> str | None:
+        """``[cache] dir`` of mlbuild.toml, a relative one taken from the workspace root."""
+        configured = self.config.cache.dir
+        if not configured:
+            return None
+        return str(self.root / Path(configured).expanduser())
+
     def package_of(self, cwd: str | os.PathLike[str]) -> str:
         """The package a folder belongs to (its nearest parent with a BUILD.py), or ''."""
         here = Path(cwd).resolve()

@@ -346,3 +346,13 @@ def test_mistyped_input_names_the_input(ws: Path) -> None:
     proc = mlbuild(ws, "//pkg:typed", check=False)
     assert proc.returncode == 1
     assert "FAILED //pkg:typed" in proc.stderr and "input 'n' does not match its annotation" in proc.stderr
+
+
+def test_cache_dir_from_the_workspace_config(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLBUILD_CACHE_DIR")
+    (ws / "mlbuild.toml").write_text("[workspace]\nname = 'test'\n\n[cache]\ndir = '.mlbuild-cache'\n")
+    build_json(ws / "pkg", ":source")  # run from a package folder: relative to the workspace root
+    assert (ws / ".mlbuild-cache" / "index").is_dir()
+    assert not (ws / "pkg" / ".mlbuild-cache").exists()
+    monkeypatch.setenv("MLBUILD_CACHE_DIR", str(ws / "env-cache"))  # the environment wins
+    assert build_json(ws, "//pkg:source")["actions"]["executed"] == 1

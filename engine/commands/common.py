@@ -22,7 +22,7 @@ class Context:
     @property
     def store(self) -> LocalStore:
         if self._store is None:
-            self._store = LocalStore(default_cache_dir(self.ws.config.cache.dir))
+            self._store = LocalStore(default_cache_dir(self.ws.cache_dir))
         return self._store
 
     def labels(self, patterns: list[str]) -> list[Label]:

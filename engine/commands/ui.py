@@ -33,7 +33,7 @@ def cache_dir(args: argparse.Namespace) -> Path:
     try:
         from mlbuild.engine.workspace import Workspace
 
-        configured = Workspace(find_root(os.getcwd())).config.cache.dir
+        configured = Workspace(find_root(os.getcwd())).cache_dir
     except UserError:
         pass  # outside a workspace: the default cache
     return default_cache_dir(configured)
