@@ -72,7 +72,14 @@ class LocalExecutor:
         inner.add_done_callback(done)
 
     def close(self) -> None:
+        """Stop the workers. The build calls this once nothing is left to run, or when it was
+        interrupted: then a step still running is killed rather than waited for."""
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop a running task before Python 3.14.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            if process.is_alive():
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)

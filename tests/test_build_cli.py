@@ -356,3 +356,49 @@ def test_cache_dir_from_the_workspace_config(ws: Path, monkeypatch: pytest.Monke
     assert not (ws / "pkg" / ".mlbuild-cache").exists()
     monkeypatch.setenv("MLBUILD_CACHE_DIR", str(ws / "env-cache"))  # the environment wins
     assert build_json(ws, "//pkg:source")["actions"]["executed"] == 1
+
+
+def test_interrupt_stops_running_steps_and_keeps_finished_ones(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    root = tmp_path / "iws"
+    (root / "p").mkdir(parents=True)
+    (root / "mlbuild.toml").write_text("")
+    marker = tmp_path / "slow-finished"
+    (root / "p" / "rules.py").write_text(textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from mlbuild import rule
+
+        @rule
+        def fast(config: dict) -> int:
+            return 1
+
+        @rule
+        def slow(x: int) -> int:
+            time.sleep(120)
+            Path({str(marker)!r}).write_text("done")
+            return x
+    """))
+    (root / "p" / "BUILD.py").write_text(
+        'from mlbuild import target\n'
+        'target(name="fast", rule="rules.py:fast")\n'
+        'target(name="slow", rule="rules.py:slow", inputs={"x": ":fast"})\n'
+    )
+    log = tmp_path / "build.log"
+    with open(log, "w") as out:
+        # Only the mlbuild process gets SIGINT (not its process group), as from `kill -INT`.
+        proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "//p:slow"], cwd=root, stdout=out, stderr=out,
+                                start_new_session=True)
+    deadline = time.monotonic() + 60
+    while "running //p:slow" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "running //p:slow" in log.read_text()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130  # the running step was stopped, not waited for
+    assert "interrupted; everything finished so far is cached" in log.read_text()
+    assert not marker.exists()
+    builds = json.loads(mlbuild(root, "builds", "--json").stdout)
+    assert builds[0]["status"] == "interrupted"
+    assert build_json(root, "//p:fast")["actions"]["executed"] == 0
