@@ -402,3 +402,30 @@ def test_interrupt_stops_running_steps_and_keeps_finished_ones(tmp_path: Path) -
     builds = json.loads(mlbuild(root, "builds", "--json").stdout)
     assert builds[0]["status"] == "interrupted"
     assert build_json(root, "//p:fast")["actions"]["executed"] == 0
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_lost_worker_is_retried_per_the_rule(tmp_path: Path, retries: int) -> None:
+    root = tmp_path / "rws"
+    (root / "p").mkdir(parents=True)
+    (root / "mlbuild.toml").write_text("")
+    marker = tmp_path / "first-attempt"
+    (root / "p" / "rules.py").write_text(textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from mlbuild import rule
+
+        @rule(retries={retries})
+        def flaky(config: dict) -> int:
+            first = Path({str(marker)!r})
+            if not first.exists():
+                first.write_text("x")
+                os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-step
+            return 7
+    """))
+    (root / "p" / "BUILD.py").write_text('from mlbuild import target\ntarget(name="f", rule="rules.py:flaky")\n')
+    proc = mlbuild(root, "//p:f", "--json", check=False)
+    if retries:
+        assert proc.returncode == 0 and json.loads(proc.stdout)["actions"]["executed"] == 1
+    else:
+        assert proc.returncode == 1 and "its worker process died" in proc.stderr
