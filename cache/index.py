@@ -24,6 +24,21 @@ _dec_build = msgspec.msgpack.Decoder(BuildRecord)
 _dec_any = msgspec.msgpack.Decoder()
 _TS = struct.Struct("<d")
 
+def _action(raw: bytes) -> ActionResult | None:
+    """An entry that no longer decodes (damaged, or from an incompatible mlbuild) is a miss."""
+    try:
+        return _dec_action.decode(raw)
+    except msgspec.MsgspecError:
+        return None
+
+
+def _build(raw: bytes) -> BuildRecord | None:
+    try:
+        return _dec_build.decode(raw)
+    except msgspec.MsgspecError:
+        return None
+
+
 DBS = ("actions", "producers", "consumers", "atime", "stat", "memo", "builds")
 
 
@@ -73,15 +88,16 @@ class Index:
     def get_action(self, key: str) -> ActionResult | None:
         with self.env.begin(db=self.db["actions"]) as txn:
             raw = txn.get(key.encode())
-        return None if raw is None else _dec_action.decode(raw)
+        return None if raw is None else _action(raw)
 
     def get_actions(self, keys: Iterable[str]) -> dict[str, ActionResult]:
         found: dict[str, ActionResult] = {}
         with self.env.begin(db=self.db["actions"]) as txn:
             for key in keys:
                 raw = txn.get(key.encode())
-                if raw is not None:
-                    found[key] = _dec_action.decode(raw)
+                result = None if raw is None else _action(raw)
+                if result is not None:
+                    found[key] = result
         return found
 
     def put_action(self, result: ActionResult) -> None:
@@ -113,7 +129,9 @@ class Index:
     def iter_actions(self) -> Iterator[ActionResult]:
         with self.env.begin(db=self.db["actions"]) as txn:
             for _, raw in txn.cursor():
-                yield _dec_action.decode(raw)
+                result = _action(raw)
+                if result is not None:
+                    yield result
 
     def producer_of(self, digest: str) -> str | None:
         """The action key whose output (or whole result) has this digest."""
@@ -180,10 +198,10 @@ class Index:
                             break
                         matches.append(v)
                 raw = matches[0] if len(matches) == 1 else None
-        return None if raw is None else _dec_build.decode(raw)
+        return None if raw is None else _build(raw)
 
     def list_builds(self) -> list[BuildRecord]:
         """All recorded builds, newest first (ids sort by start time)."""
         with self.env.begin(db=self.db["builds"]) as txn:
-            records = [_dec_build.decode(v) for _, v in txn.cursor()]
+            records = [r for r in (_build(v) for _, v in txn.cursor()) if r is not None]
         return sorted(records, key=lambda r: r.started, reverse=True)

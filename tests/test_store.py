@@ -162,3 +162,15 @@ def test_stat_cache_rehashes_changed_files(tmp_path_factory: pytest.TempPathFact
     assert index.memo_get("stat", str(f)) is not None
     f.write_bytes(content + b"!")
     assert cache.digest(f) != first
+
+
+def test_an_entry_that_does_not_decode_is_a_miss(tmp_path: Path) -> None:
+    index = Index(tmp_path / "index")
+    spec = KeySpec(1, "r.py:f", "c" * 32, {}, {}, "e" * 32)
+    good = ActionResult(key="g" * 32, label="//a:g", rule="r.py:f", outputs=[], key_spec=spec)
+    index.put_action(good)
+    with index.env.begin(write=True, db=index.db["actions"]) as txn:
+        txn.put(b"b" * 32, b"\xc1 not msgpack")
+    assert index.get_action("b" * 32) is None
+    assert [r.key for r in index.iter_actions()] == [good.key]
+    assert index.get_actions(["b" * 32, "g" * 32]) == {good.key: good}
