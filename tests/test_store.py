@@ -99,8 +99,10 @@ def test_tensors_use_safetensors() -> None:
     assert torch.equal(back["w"], state["w"]) and artifacts.encode(back)[1] == data
 
 
-def test_cas_verifies_every_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unnamed_files", [True, False])
+def test_cas_verifies_every_read(tmp_path: Path, unnamed_files: bool) -> None:
     cas = CAS(tmp_path / "cas")
+    cas._anonymous_ok = cas._anonymous_ok and unnamed_files  # also the named-temp-file path
     digest = cas.put_bytes(b"hello world")
     assert cas.get_bytes(digest) == b"hello world"
     path = cas.path(digest)
