@@ -11,9 +11,6 @@ import xxhash
 
 from mlbuild.cache.digest import CHUNK, digest_bytes, digest_file
 
-# Linux's unnamed files (O_TMPFILE); elsewhere blobs go through a named temp file.
-_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
-
 
 class CorruptBlob(Exception):
     """A blob's bytes do not match its digest. It has been removed from the CAS."""
@@ -44,8 +41,6 @@ class CAS:
         self._root = os.fspath(self.root)
         self._tmp = os.fspath(self.tmp)
         self._shards: set[str] = set()  # shard folders this process has seen exist
-        self._anonymous_ok = bool(_O_TMPFILE)  # O_TMPFILE + linkat work here, until they don't
-        self._root_fd: int | None = None
 
     def path(self, digest: str) -> Path:
         return Path(self._str_path(digest))
@@ -87,8 +82,6 @@ class CAS:
                 continue
 
     def _write_new(self, data: bytes | bytearray | memoryview, digest: str) -> None:
-        if self._anonymous_ok and self._write_anonymous(data, digest):
-            return
         fd, tmp_path = self._tempfile()
         try:
             view = memoryview(data).cast("B")
@@ -100,39 +93,6 @@ class CAS:
             raise
         os.close(fd)
         self._install(tmp_path, digest)
-
-    def _write_anonymous(self, data: bytes | bytearray | memoryview, digest: str) -> bool:
-        """Write the blob as an unnamed file in its shard folder, then link it into place:
-        one directory update instead of a temp name plus a rename, and never a partial blob
-        under a real name. False where the filesystem can't (the caller falls back)."""
-        dest = self._str_path(digest)
-        if os.path.exists(dest):
-            return True
-        shard = f"{self._root}/{digest[:2]}"
-        if digest[:2] not in self._shards:
-            os.makedirs(shard, exist_ok=True)
-            self._shards.add(digest[:2])
-        try:
-            fd = os.open(shard, _O_TMPFILE | os.O_WRONLY, 0o444)
-        except OSError:
-            self._anonymous_ok = False
-            return False
-        try:
-            view = memoryview(data).cast("B")
-            while view:
-                view = view[os.write(fd, view):]
-            if self._root_fd is None:
-                self._root_fd = os.open(self._root, os.O_RDONLY)
-            # A dir fd makes os.link use linkat(AT_SYMLINK_FOLLOW), which links /proc/self/fd/N.
-            os.link(f"/proc/self/fd/{fd}", dest, src_dir_fd=self._root_fd, follow_symlinks=True)
-        except FileExistsError:
-            pass  # another writer stored the same bytes first
-        except OSError:
-            self._anonymous_ok = False
-            return False
-        finally:
-            os.close(fd)
-        return True
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> str:
         digest = digest_bytes(data)
