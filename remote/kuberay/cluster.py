@@ -283,19 +283,20 @@ def _head_pod_status(pod: Any) -> tuple[str | None, bool, str | None, bool]:
     return phase, ready, problem, failed
 
 
+def _get_cluster(handle: ClusterHandle, request_timeout_s: float) -> dict[str, Any]:
+    """The RayCluster object as the API server has it (raises ApiException)."""
+    obj: dict[str, Any] = _custom(handle.api_client).get_namespaced_custom_object(
+        GROUP, VERSION, handle.namespace, PLURAL, handle.name, _request_timeout=request_timeout_s
+    )
+    return obj
+
+
 def cluster_status(
     handle: ClusterHandle, *, request_timeout_s: float = REQUEST_TIMEOUT_S
 ) -> ClusterStatus:
     """Read the RayCluster's status and its head pod. ClusterNotReady if the cluster is gone."""
     try:
-        obj = _custom(handle.api_client).get_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            handle.namespace,
-            PLURAL,
-            handle.name,
-            _request_timeout=request_timeout_s,
-        )
+        obj = _get_cluster(handle, request_timeout_s)
     except ApiException as exc:
         if exc.status == 404:
             raise ClusterNotReady(
@@ -408,14 +409,7 @@ def head_address(
     core = _core(handle.api_client)
     service_name = head_service_name(handle.name)
     try:
-        obj = _custom(handle.api_client).get_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            handle.namespace,
-            PLURAL,
-            handle.name,
-            _request_timeout=REQUEST_TIMEOUT_S,
-        )
+        obj = _get_cluster(handle, REQUEST_TIMEOUT_S)
         service_name = ((obj.get("status") or {}).get("head") or {}).get(
             "serviceName"
         ) or service_name
