@@ -43,6 +43,8 @@ class RemoteSessionLike(Protocol):
 
     def publish(self, result: ActionResult) -> None: ...
 
+    def prefetch(self, keys: list[str]) -> None: ...
+
 
 class BuildOptions(msgspec.Struct, kw_only=True):
     jobs: int = 1
@@ -263,6 +265,8 @@ class _BuildState:
         self.waiting = {label: len(plan.targets[label].deps()) for label in plan.order}
         self.ready = deque(label for label in plan.order if self.waiting[label] == 0)
         self.running: dict[Future[ActionOutcome], tuple[Label, Any, float]] = {}
+        self.specs: dict[Label, Any] = {}
+        self.fresh: list[Label] = list(self.ready)  # ready, not yet looked up remotely
         # Filled by the futures' done-callbacks: waiting costs O(1) per action, where
         # concurrent.futures.wait over every running future costs O(running) per wake-up.
         self.finished: SimpleQueue[Future[ActionOutcome]] = SimpleQueue()
@@ -273,6 +277,8 @@ class _BuildState:
         self.b.reporter.start(len(self.plan.order))
         while self.ready or self.running:
             while self.ready and not self.stop:
+                if self.fresh:
+                    self._prefetch_remote()
                 self.resolve(self.ready.popleft())
             if not self.running:
                 break
@@ -305,10 +311,27 @@ class _BuildState:
         fields = self.b.options.overrides.get(str(label))
         return apply_overrides(target.config, fields, str(label)) if fields else target.config
 
+    def _spec(self, label: Label) -> Any:
+        """The action of a target whose inputs are all resolved (computed once)."""
+        if label not in self.specs:
+            target = self.plan.targets[label]
+            key_spec, info, env = self.b.factory.key_spec(target, self.results, self._config(label))
+            self.specs[label] = self.b.factory.action_spec(target, key_spec, info, env, self.results)
+        return self.specs[label]
+
+    def _prefetch_remote(self) -> None:
+        """Ask the remote, in the background, about the actions that just became ready and that
+        the local cache lacks: lookups overlap instead of costing a round trip each."""
+        fresh, self.fresh = self.fresh, []
+        if self.b.remote is None or self.b.options.no_cache:
+            return
+        keys = [self._spec(label).key for label in fresh]
+        local = self.b.store.index.get_actions(keys)
+        self.b.remote.prefetch([k for k in keys if k not in local])
+
     def resolve(self, label: Label) -> None:
         target = self.plan.targets[label]
-        key_spec, info, env = self.b.factory.key_spec(target, self.results, self._config(label))
-        spec = self.b.factory.action_spec(target, key_spec, info, env, self.results)
+        spec = self._spec(label)
         if not self.b.options.no_cache:
             hit = self.b.store.index.get_action(spec.key)
             if hit is not None and self._lost_request(label, hit):
@@ -403,6 +426,7 @@ class _BuildState:
             self.waiting[dependent] -= 1
             if self.waiting[dependent] == 0 and dependent not in self.failed:
                 self.ready.append(dependent)
+                self.fresh.append(dependent)
 
     def fail(self, label: Label, key: str, outcome: ActionOutcome, seconds: float) -> None:
         message = outcome.error or "failed"

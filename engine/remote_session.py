@@ -68,6 +68,7 @@ class RemoteSession:
         self._publisher: ThreadPoolExecutor | None = None
         self._pending: list[Future[bool]] = []
         self._bad: set[str] = set()  # digests seen corrupt on the remote: re-upload them
+        self._lookups: dict[str, Future[ActionResult | None]] = {}  # prefetched entries
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -103,7 +104,9 @@ class RemoteSession:
         if not self.available:
             raise _Down()
         self._count_call()
-        future = self._pool().submit(fn, *args)
+        return self._await(self._pool().submit(fn, *args), timeout)
+
+    def _await(self, future: Future[T], timeout: float | None = None) -> T:
         try:
             return future.result(timeout=timeout or self.timeout)
         except InvalidEntry:
@@ -121,10 +124,24 @@ class RemoteSession:
 
     # -- what the build calls ------------------------------------------------------------
 
+    def prefetch(self, keys: list[str]) -> None:
+        """Start looking up several keys at once (a wide level of the graph costs one round
+        trip, not one per action); ``lookup`` then takes the answers."""
+        if not self.available:
+            return
+        for key in keys:
+            if key not in self._lookups:
+                self._count_call()
+                self._lookups[key] = self._pool().submit(self.cache.get_action, key)
+
     def lookup(self, key: str) -> ActionResult | None:
         """The remote's entry for ``key``, or None (a miss, a refused entry, or no remote)."""
         try:
-            result = self._call(self.cache.get_action, key)
+            prefetched = self._lookups.pop(key, None)
+            if prefetched is not None and self.available:
+                result = self._await(prefetched)
+            else:
+                result = self._call(self.cache.get_action, key)
         except _Down:
             return None
         except InvalidEntry as exc:
