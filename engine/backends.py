@@ -25,9 +25,14 @@ def _load(spec: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def executor_class(name: str) -> Any:
+def check_executor(name: str) -> None:
+    """An unknown executor name is an error before anything runs (nothing is imported)."""
     if name not in EXECUTORS:
         raise UserError(f"unknown executor {name!r}; known: {', '.join(sorted(EXECUTORS))}")
+
+
+def executor_class(name: str) -> Any:
+    check_executor(name)
     try:
         return _load(EXECUTORS[name])
     except ImportError as exc:

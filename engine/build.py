@@ -176,8 +176,9 @@ class Builder:
                 self._dirty_markers.clear()
         return result
 
-    def ensure_local(self, refs: list[ArtifactRef]) -> bool:
-        """True when every blob the refs need is in the local CAS and intact."""
+    def ensure_local(self, refs: list[ArtifactRef], verify: bool = True) -> bool:
+        """True when every blob the refs need is in the local CAS (and, with ``verify``, intact;
+        a caller that reads every blob with a digest check anyway passes False)."""
         needed = []
         for ref in refs:
             needed.append(ref)
@@ -191,6 +192,8 @@ class Builder:
         missing = [r for r in needed if not self.store.cas.has(r.digest)]
         if missing and (self.remote is None or not self.remote.ensure_local(missing)):
             return False
+        if not verify:
+            return True
         for ref in needed:
             try:
                 self.store.cas.verified_path(ref.digest)
@@ -203,19 +206,24 @@ class Builder:
         base = self.ws.root / OUTPUT_DIR / label.package
         if self.materialized(label, result):
             return
-        if not self.ensure_local(result.outputs):
-            raise UserError(f"{label}: its cached outputs are missing or corrupt; rebuild it with --no-cache")
+        lost = UserError(f"{label}: its cached outputs are missing or corrupt; rebuild it with --no-cache")
+        # The copies below check every digest, so the blobs are only fetched here, not re-read.
+        if not self.ensure_local(result.outputs, verify=False):
+            raise lost
         files_dir = base / label.name
         if files_dir.exists():
             shutil.rmtree(files_dir)
         for old in base.glob(f"{label.name}.value.*"):
             old.unlink()
-        for ref in result.outputs:
-            if ref.codec == "tree":
-                materialize_tree(self.store.cas, ref.digest, files_dir)
-            else:
-                base.mkdir(parents=True, exist_ok=True)
-                copy_verified(self.store.cas, ref.digest, base / f"{label.name}.value{VALUE_SUFFIX[ref.codec]}")
+        try:
+            for ref in result.outputs:
+                if ref.codec == "tree":
+                    materialize_tree(self.store.cas, ref.digest, files_dir)
+                else:
+                    base.mkdir(parents=True, exist_ok=True)
+                    copy_verified(self.store.cas, ref.digest, base / f"{label.name}.value{VALUE_SUFFIX[ref.codec]}")
+        except (CorruptBlob, MissingBlob):
+            raise lost from None
         base.mkdir(parents=True, exist_ok=True)
         self._markers(label.package)[label.name] = result.result_digest()
         self._dirty_markers.add(label.package)

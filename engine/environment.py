@@ -4,8 +4,6 @@ that import torch)."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import os
 import platform
 import sys
@@ -57,6 +55,10 @@ class HostEnvironment:
                 self._memo[name] = self._new[name] = self._resolve(name)
 
     def _resolve(self, name: str) -> list[str] | None:
+        # Imported here: only a memo miss pays for importlib.metadata (a no-op build does not).
+        import importlib.metadata
+        import importlib.util
+
         try:  # most import names are their distribution's name: no scan needed
             if importlib.util.find_spec(name) is not None:
                 return [name, importlib.metadata.version(name)]

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from mlbuild.engine.actions import ActionFactory
-from mlbuild.engine.backends import executor_class
+from mlbuild.engine.backends import check_executor, executor_class
 from mlbuild.engine.build import (
     Builder,
     BuildOptions,
@@ -65,10 +65,12 @@ def execute(
         record=run_steps,
     )
     executor_name = args.executor or ctx.ws.config.workspace.executor
-    cls = executor_class(executor_name)
+    check_executor(executor_name)
     cas_root = str(ctx.store.cas.root)
 
     def make_executor() -> Any:
+        # Imported only when a step must run: a fully cached build never loads a backend.
+        cls = executor_class(executor_name)
         return cls(cas_root=cas_root, jobs=options.jobs, workspace=str(ctx.ws.root), build_id=builder.build_id,
                    **executor_options(args))
 
