@@ -77,7 +77,7 @@ def main() -> int:
     import torch
 
     from mlbuild.cache.digest import digest_bytes
-    from mlbuild.engine.artifact_diff import diff_bytes, format_diff
+    from mlbuild.engine.inspect.artifact_diff import diff_bytes, format_diff
 
     sys.path.insert(0, str(EXAMPLE))
     if torch.cuda.is_available():

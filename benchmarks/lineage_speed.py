@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synth import generate  # noqa: E402
 
 from mlbuild.cache.store import LocalStore  # noqa: E402
-from mlbuild.engine.lineage import consumers, lineage_tree, resolve_key  # noqa: E402
-from mlbuild.engine.why import explain_dry_run, explain_target  # noqa: E402
-from mlbuild.engine.workspace import Workspace  # noqa: E402
+from mlbuild.engine.inspect.lineage import consumers, lineage_tree, resolve_key  # noqa: E402
+from mlbuild.engine.inspect.why import explain_dry_run, explain_target  # noqa: E402
+from mlbuild.engine.plan.workspace import Workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -46,7 +46,7 @@ def build(ws: Path, cache: Path, remote: str, latency: float, background: bool) 
         "fsspec_cache.FsspecRemoteCache.get_action = delayed\n"
     )
     if not background:
-        code += "from mlbuild.engine import remote_session\nremote_session.RemoteSession.prefetch = lambda self, keys: None\n"
+        code += "from mlbuild.engine.run import remote_session\nremote_session.RemoteSession.prefetch = lambda self, keys: None\n"
     code += f"sys.exit(main([*{TARGETS!r}, '-q', '--remote-cache', {remote!r}]))"
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], cwd=ws, env=dict(os.environ, MLBUILD_CACHE_DIR=str(cache)),

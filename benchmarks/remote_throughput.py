@@ -36,7 +36,7 @@ from typing import Any
 from mlbuild.cache.records import ActionResult, ArtifactRef, KeySpec
 from mlbuild.cache.store import LocalStore
 from mlbuild.cache.trees import put_tree, read_tree
-from mlbuild.engine.remote_session import RemoteSession
+from mlbuild.engine.run.remote_session import RemoteSession
 from mlbuild.remote.fsspec_cache import FsspecRemoteCache
 
 JOBS = 8

@@ -9,7 +9,7 @@ What a step's container sees:
 | ``/mlbuild/scratch`` | this action's scratch directory: spec in, outcome and new blobs out | writable |
 | ``/mlbuild/src/mlbuild`` | the mlbuild package running this build (on ``PYTHONPATH``) | read-only |
 
-The container runs ``python3 -m mlbuild.engine.runner_main`` (the same runner as every other
+The container runs ``python3 -m mlbuild.engine.run.runner_main`` (the same runner as every other
 executor) as the host user. Afterwards every blob it wrote is checked against its digest and
 adopted into the host CAS; a blob that does not match fails the action and never enters the CAS.
 The image needs ``python3`` with mlbuild's runtime dependencies (msgspec, xxhash, numpy).
@@ -32,7 +32,7 @@ from mlbuild.cache.cas import CAS
 from mlbuild.cache.digest import digest_file
 from mlbuild.cache.trees import read_tree
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
-from mlbuild.engine.runner_main import NEW_BLOBS_DIR, OUTCOME_FILE, SPEC_FILE
+from mlbuild.engine.run.runner_main import NEW_BLOBS_DIR, OUTCOME_FILE, SPEC_FILE
 from mlbuild.remote.images import docker_client
 from mlbuild.remote.resources import memory_bytes
 
@@ -120,7 +120,7 @@ class DockerExecutor:
             try:
                 container = self.client.containers.run(
                     spec.image,
-                    ["python3", "-m", "mlbuild.engine.runner_main", "--cas", CAS_MOUNT, "--scratch", SCRATCH_MOUNT],
+                    ["python3", "-m", "mlbuild.engine.run.runner_main", "--cas", CAS_MOUNT, "--scratch", SCRATCH_MOUNT],
                     detach=True,
                     user=f"{os.getuid()}:{os.getgid()}",
                     working_dir=spec.workspace,

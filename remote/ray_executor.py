@@ -27,7 +27,7 @@ import msgspec
 
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
-from mlbuild.engine.runner import run_encoded
+from mlbuild.engine.run.runner import run_encoded
 from mlbuild.remote.resources import ray_options
 
 __all__ = ["RayExecutor", "RaySession", "check_reachable", "run_step"]

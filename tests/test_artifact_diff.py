@@ -15,7 +15,7 @@ from safetensors.numpy import save
 from mlbuild.cache.cas import CAS
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import put_tree
-from mlbuild.engine.artifact_diff import (
+from mlbuild.engine.inspect.artifact_diff import (
     diff_arrays,
     diff_artifacts,
     diff_bytes,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlbuild.engine.codehash import CodeHasher
 from mlbuild.engine.errors import UserError
+from mlbuild.engine.keys.codehash import CodeHasher
 
 TRAIN = '''
 import numpy as np

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlbuild.cache.records import KeySpec
-from mlbuild.engine.keys import action_key, canonical_config, make_key_spec
+from mlbuild.engine.keys.action_key import action_key, canonical_config, make_key_spec
 
 digests = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
@@ -73,7 +73,7 @@ def test_every_component_changes_the_key(spec: KeySpec, field: str, data: st.Dat
 
 _CHILD = """
 import json, sys
-from mlbuild.engine.keys import action_key, make_key_spec
+from mlbuild.engine.keys.action_key import action_key, make_key_spec
 for line in sys.stdin:
     s = json.loads(line)
     print(action_key(make_key_spec(s["rule"], s["code"], s["inputs"], s["config"], s["env"])))

@@ -17,8 +17,8 @@ import pytest
 
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.cli import main
-from mlbuild.engine.lineage import LineageGraph, consumers, lineage_tree, resolve_key
-from mlbuild.engine.lineage_render import lineage_dot
+from mlbuild.engine.inspect.lineage import LineageGraph, consumers, lineage_tree, resolve_key
+from mlbuild.engine.inspect.lineage_render import lineage_dot
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ["//models:resnet", "//features:normalized", "//data:split", "//data:digits"]

@@ -15,7 +15,7 @@ from mlbuild.cache.cas import CAS
 from mlbuild.cache.digest import digest_bytes
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.store import LocalStore
-from mlbuild.engine.remote_session import RemoteSession
+from mlbuild.engine.run.remote_session import RemoteSession
 from mlbuild.remote.fsspec_cache import COPY_CHUNK, FsspecRemoteCache
 
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from mlbuild.cache.records import EnvManifest
 from mlbuild.engine.cli import main
-from mlbuild.engine.environment import HostEnvironment
-from mlbuild.engine.keydiff import config_changes
+from mlbuild.engine.inspect.keydiff import config_changes
+from mlbuild.engine.keys.environment import HostEnvironment
 
 FILES = {
     "mlbuild.toml": '[workspace]\nname = "why-test"\n',

@@ -10,9 +10,11 @@ from typing import Any
 
 import msgspec
 
-from mlbuild.engine.actions import ActionFactory
-from mlbuild.engine.backends import check_executor, executor_class
-from mlbuild.engine.build import (
+from mlbuild.engine.commands.common import Context, add_build_options, parse_set
+from mlbuild.engine.keys.actions import ActionFactory
+from mlbuild.engine.plan.labels import Label
+from mlbuild.engine.run.backends import check_executor, executor_class
+from mlbuild.engine.run.build import (
     Builder,
     BuildOptions,
     BuildResult,
@@ -20,9 +22,7 @@ from mlbuild.engine.build import (
     raise_for_failures,
     summary_line,
 )
-from mlbuild.engine.commands.common import Context, add_build_options, parse_set
-from mlbuild.engine.labels import Label
-from mlbuild.engine.progress import Reporter, make_reporter
+from mlbuild.engine.run.progress import Reporter, make_reporter
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def execute(
     With ``run_steps=False`` nothing runs and no build is recorded: every result comes from
     the local or remote cache, or the target fails as "not built".
     """
-    from mlbuild.engine.planner import plan
+    from mlbuild.engine.plan.planner import plan
 
     started = time.perf_counter()
     the_plan = plan(ctx.ws, labels)
@@ -76,14 +76,14 @@ def execute(
 
     resolve_image = None
     if any(t.image for t in the_plan.targets.values()) or executor_name in ("docker", "kuberay"):
-        from mlbuild.engine.backends import image_resolver
+        from mlbuild.engine.run.backends import image_resolver
 
         resolve_image = image_resolver()
     factory = ActionFactory(ctx.ws, ctx.store, resolve_image=resolve_image)
     if resolve_image is not None:
         factory.resolve_images(the_plan.targets.values())  # an unknown image fails before anything runs
     remote = None
-    from mlbuild.engine.backends import remote_session
+    from mlbuild.engine.run.backends import remote_session
 
     remote = remote_session(args, ctx)
     # A lookup that runs nothing (show) reports nothing; the caller says what it found.

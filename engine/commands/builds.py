@@ -122,7 +122,7 @@ def show_lines(r: BuildRecord) -> list[str]:
 
 
 def _label(text: str, package: str) -> str:
-    from mlbuild.engine.labels import parse_label
+    from mlbuild.engine.plan.labels import parse_label
 
     return str(parse_label(text, package))
 

@@ -6,7 +6,7 @@ import argparse
 import shutil
 
 from mlbuild.engine.commands.common import Context
-from mlbuild.engine.workspace import OUTPUT_DIR
+from mlbuild.engine.plan.workspace import OUTPUT_DIR
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 from mlbuild.cache.store import LocalStore, default_cache_dir
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.labels import Label
-from mlbuild.engine.planner import Plan, plan, resolve_patterns
-from mlbuild.engine.workspace import Workspace, find_root
+from mlbuild.engine.plan.labels import Label
+from mlbuild.engine.plan.planner import Plan, plan, resolve_patterns
+from mlbuild.engine.plan.workspace import Workspace, find_root
 
 
 class Context:
@@ -38,7 +38,7 @@ def parse_set(values: list[str], current_package: str = "") -> dict[str, dict[st
     """``--set //models:resnet.epochs=5`` → {"//models:resnet": {"epochs": 5}}."""
     import json
 
-    from mlbuild.engine.labels import parse_label
+    from mlbuild.engine.plan.labels import parse_label
 
     out: dict[str, dict[str, Any]] = {}
     for item in values:

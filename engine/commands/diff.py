@@ -16,8 +16,8 @@ def run(args: argparse.Namespace) -> int:
     import msgspec
 
     from mlbuild.engine.commands.lineage import open_store
-    from mlbuild.engine.lineage_render import diff_text
-    from mlbuild.engine.why import diff_builds
+    from mlbuild.engine.inspect.lineage_render import diff_text
+    from mlbuild.engine.inspect.why import diff_builds
 
     store, _, _ = open_store()
     try:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from mlbuild.engine.build import VALUE_SUFFIX, BuildResult, output_dir
 from mlbuild.engine.commands.common import Context, add_remote_options
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.labels import Label
+from mlbuild.engine.plan.labels import Label
+from mlbuild.engine.run.build import VALUE_SUFFIX, BuildResult, output_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ import sys
 
 from mlbuild.cache.store import LocalStore, default_cache_dir
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.workspace import Workspace
+from mlbuild.engine.plan.workspace import Workspace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,9 +33,9 @@ def open_store() -> tuple[LocalStore, Workspace | None, str]:
 def run(args: argparse.Namespace) -> int:
     import msgspec
 
-    from mlbuild.engine.hashgraph import HashGraph
-    from mlbuild.engine.lineage import lineage_tree, resolve_key
-    from mlbuild.engine.lineage_render import lineage_dot, lineage_text
+    from mlbuild.engine.inspect.hashgraph import HashGraph
+    from mlbuild.engine.inspect.lineage import lineage_tree, resolve_key
+    from mlbuild.engine.inspect.lineage_render import lineage_dot, lineage_text
 
     if args.depth is not None and args.depth < 0:
         raise UserError("--depth must be 0 or more")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mlbuild.engine.commands.common import Context
-from mlbuild.engine.query import run_query
+from mlbuild.engine.inspect.query import run_query
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

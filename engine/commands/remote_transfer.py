@@ -14,11 +14,11 @@ from mlbuild.engine.commands.fetch import cached_build, remote_url
 from mlbuild.engine.errors import UserError
 
 if TYPE_CHECKING:
-    from mlbuild.engine.remote_session import RemoteSession
+    from mlbuild.engine.run.remote_session import RemoteSession
 
 
 def _session(ctx: Context, args: argparse.Namespace) -> RemoteSession:
-    from mlbuild.engine.remote_session import open_session
+    from mlbuild.engine.run.remote_session import open_session
 
     return open_session(remote_url(args, ctx), args, ctx)
 
@@ -77,7 +77,7 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
 
 def stats(ctx: Context, args: argparse.Namespace) -> int:
     """The remote-cache stats of the last build or command that used a remote."""
-    from mlbuild.engine.remote_session import last_stats
+    from mlbuild.engine.run.remote_session import last_stats
 
     last = last_stats(ctx.store)
     if last is None:

@@ -22,11 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlbuild.engine.backends import executor_class
-    from mlbuild.engine.build import cpu_count
     from mlbuild.engine.commands.builds import find_build, open_store
-    from mlbuild.engine.reproduce import reproduce
-    from mlbuild.engine.verify import print_report
+    from mlbuild.engine.inspect.reproduce import reproduce
+    from mlbuild.engine.inspect.verify import print_report
+    from mlbuild.engine.run.backends import executor_class
+    from mlbuild.engine.run.build import cpu_count
 
     store, _ = open_store()
     record = find_build(store, args.id)

@@ -37,11 +37,11 @@ def merge_overrides(old: dict[str, Any], new: dict[str, dict[str, Any]]) -> dict
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from mlbuild.engine.build import raise_for_failures
     from mlbuild.engine.commands.build import execute, json_summary
     from mlbuild.engine.commands.builds import find_build, open_store
     from mlbuild.engine.commands.common import Context, parse_set
-    from mlbuild.engine.workspace import WORKSPACE_FILE
+    from mlbuild.engine.plan.workspace import WORKSPACE_FILE
+    from mlbuild.engine.run.build import raise_for_failures
 
     store, package = open_store()
     original = find_build(store, args.id)

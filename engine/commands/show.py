@@ -6,9 +6,9 @@ import argparse
 import json
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
-from mlbuild.engine.build import VALUE_SUFFIX, output_dir
 from mlbuild.engine.commands.common import Context
 from mlbuild.engine.errors import UserError
+from mlbuild.engine.run.build import VALUE_SUFFIX, output_dir
 
 SMALL = 64 * 1024
 

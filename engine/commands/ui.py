@@ -25,13 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def cache_dir(args: argparse.Namespace) -> Path:
     from mlbuild.cache.store import default_cache_dir
-    from mlbuild.engine.workspace import find_root
+    from mlbuild.engine.plan.workspace import find_root
 
     if args.cache_dir:
         return Path(args.cache_dir).expanduser()
     configured = None
     try:
-        from mlbuild.engine.workspace import Workspace
+        from mlbuild.engine.plan.workspace import Workspace
 
         configured = Workspace(find_root(os.getcwd())).cache_dir
     except UserError:

@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 
-from mlbuild.engine.build import cpu_count
 from mlbuild.engine.commands.common import Context, add_executor_options, add_remote_options
-from mlbuild.engine.planner import Plan
+from mlbuild.engine.plan.planner import Plan
+from mlbuild.engine.run.build import cpu_count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,10 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def make_verifier(ctx: Context, args: argparse.Namespace, the_plan: Plan, remote: Any) -> Any:
     """A Verifier on the executor the command line (or the workspace) chose."""
-    from mlbuild.engine.actions import ActionFactory
-    from mlbuild.engine.backends import executor_class, image_resolver
     from mlbuild.engine.commands.build import executor_options
-    from mlbuild.engine.verify import Verifier
+    from mlbuild.engine.inspect.verify import Verifier
+    from mlbuild.engine.keys.actions import ActionFactory
+    from mlbuild.engine.run.backends import executor_class, image_resolver
 
     executor_name = args.executor or ctx.ws.config.workspace.executor
     cls = executor_class(executor_name)
@@ -50,8 +50,8 @@ def make_verifier(ctx: Context, args: argparse.Namespace, the_plan: Plan, remote
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlbuild.engine.backends import remote_session
-    from mlbuild.engine.verify import print_report
+    from mlbuild.engine.inspect.verify import print_report
+    from mlbuild.engine.run.backends import remote_session
 
     ctx = Context()
     the_plan = ctx.plan(args.targets)

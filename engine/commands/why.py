@@ -18,9 +18,9 @@ def run(args: argparse.Namespace) -> int:
 
     from mlbuild.engine.commands.lineage import open_store
     from mlbuild.engine.errors import UserError
-    from mlbuild.engine.labels import parse_label
-    from mlbuild.engine.lineage_render import explanation_text
-    from mlbuild.engine.why import explain_dry_run, explain_target
+    from mlbuild.engine.inspect.lineage_render import explanation_text
+    from mlbuild.engine.inspect.why import explain_dry_run, explain_target
+    from mlbuild.engine.plan.labels import parse_label
 
     store, ws, package = open_store()
     try:

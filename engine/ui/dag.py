@@ -58,9 +58,9 @@ _plan_lock = threading.Lock()
 def _planned_deps(record: BuildRecord) -> dict[str, list[str]] | None:
     """label -> dependency labels from today's workspace, or None when it cannot be loaded."""
     from mlbuild.engine.errors import UserError
-    from mlbuild.engine.labels import parse_label
-    from mlbuild.engine.planner import plan
-    from mlbuild.engine.workspace import Workspace
+    from mlbuild.engine.plan.labels import parse_label
+    from mlbuild.engine.plan.planner import plan
+    from mlbuild.engine.plan.workspace import Workspace
 
     root = Path(record.workspace)
     if not (root / "mlbuild.toml").is_file():

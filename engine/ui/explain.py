@@ -7,11 +7,11 @@ import msgspec
 
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.hashgraph import HashGraph
-from mlbuild.engine.lineage import Consumer, LineageGraph, consumers, lineage_tree
-from mlbuild.engine.lineage_render import cause_text
+from mlbuild.engine.inspect.hashgraph import HashGraph
+from mlbuild.engine.inspect.lineage import Consumer, LineageGraph, consumers, lineage_tree
+from mlbuild.engine.inspect.lineage_render import cause_text
+from mlbuild.engine.inspect.why import ActionExplanation, explain_build_action
 from mlbuild.engine.ui.views import BadRequest, NotFound
-from mlbuild.engine.why import ActionExplanation, explain_build_action
 
 __all__ = ["LineageView", "WhyView", "lineage", "why"]
 

@@ -14,9 +14,9 @@ import msgspec
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.records import ActionResult, BuildRecord
 from mlbuild.cache.store import LocalStore
-from mlbuild.engine.hashgraph import HashGraph
-from mlbuild.engine.keydiff import Cause, KeyDiffer
-from mlbuild.engine.lineage_render import cause_text
+from mlbuild.engine.inspect.hashgraph import HashGraph
+from mlbuild.engine.inspect.keydiff import Cause, KeyDiffer
+from mlbuild.engine.inspect.lineage_render import cause_text
 from mlbuild.engine.ui.dag import Dag, build_dag
 from mlbuild.engine.ui.render import Block, blob_url, render_artifact
 
@@ -223,7 +223,7 @@ def _outputs(result: ActionResult) -> list[Output]:
 
 
 def _download_name(result: ActionResult, name: str, codec: str) -> str:
-    from mlbuild.engine.build import VALUE_SUFFIX
+    from mlbuild.engine.run.build import VALUE_SUFFIX
 
     base = result.label.rsplit(":", 1)[-1]
     return f"{base}.{name}" + VALUE_SUFFIX.get(codec, ".tree.msgpack")

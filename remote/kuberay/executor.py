@@ -27,7 +27,7 @@ from typing import Any
 
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
-from mlbuild.engine.provenance import new_build_id
+from mlbuild.engine.run.provenance import new_build_id
 from mlbuild.remote.kuberay.cluster import (
     ClusterHandle,
     KubeRayError,

@@ -30,12 +30,12 @@ from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.records import ActionResult, ArtifactRef
 from mlbuild.cache.store import LocalStore
 from mlbuild.cache.trees import read_tree
-from mlbuild.engine.actions import ActionFactory
-from mlbuild.engine.artifact_diff import ArtifactDiff, diff_artifacts, format_diff
 from mlbuild.engine.errors import UserError
+from mlbuild.engine.inspect.artifact_diff import ArtifactDiff, diff_artifacts, format_diff
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, Executor
-from mlbuild.engine.labels import Label
-from mlbuild.engine.planner import Plan
+from mlbuild.engine.keys.actions import ActionFactory
+from mlbuild.engine.plan.labels import Label
+from mlbuild.engine.plan.planner import Plan
 
 __all__ = ["ActionCheck", "OutputCheck", "VerifyReport", "Verifier", "compare_outputs", "format_report", "refs_intact"]
 

@@ -20,14 +20,14 @@ from typing import Any
 
 from mlbuild.cache.records import BuildRecord
 from mlbuild.cache.store import LocalStore
-from mlbuild.engine.actions import ActionFactory
-from mlbuild.engine.build import Builder, BuildOptions
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.labels import parse_label
-from mlbuild.engine.planner import plan
-from mlbuild.engine.progress import make_reporter
-from mlbuild.engine.verify import ActionCheck, VerifyReport, compare_outputs
-from mlbuild.engine.workspace import Workspace
+from mlbuild.engine.inspect.verify import ActionCheck, VerifyReport, compare_outputs
+from mlbuild.engine.keys.actions import ActionFactory
+from mlbuild.engine.plan.labels import parse_label
+from mlbuild.engine.plan.planner import plan
+from mlbuild.engine.plan.workspace import Workspace
+from mlbuild.engine.run.build import Builder, BuildOptions
+from mlbuild.engine.run.progress import make_reporter
 
 __all__ = ["reproduce", "worktree"]
 

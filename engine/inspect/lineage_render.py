@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from mlbuild.engine.keydiff import Cause
-from mlbuild.engine.lineage import Environment, LineageGraph, LineageNode
-from mlbuild.engine.why import BuildDiff, Explanation
+from mlbuild.engine.inspect.keydiff import Cause
+from mlbuild.engine.inspect.lineage import Environment, LineageGraph, LineageNode
+from mlbuild.engine.inspect.why import BuildDiff, Explanation
 
 __all__ = ["cause_text", "diff_text", "explanation_text", "lineage_dot", "lineage_text"]
 

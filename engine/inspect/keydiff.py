@@ -15,7 +15,7 @@ from typing import Any, Literal
 import msgspec
 
 from mlbuild.cache.records import ActionResult, KeySpec
-from mlbuild.engine.hashgraph import HashGraph
+from mlbuild.engine.inspect.hashgraph import HashGraph
 
 __all__ = ["Cause", "CauseKind", "KeyDiffer", "config_changes", "same_change"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from mlbuild.engine.errors import UserError
 
 EXECUTORS: dict[str, str] = {
-    "local": "mlbuild.engine.local_executor:LocalExecutor",
+    "local": "mlbuild.engine.run.local_executor:LocalExecutor",
     "docker": "mlbuild.remote.docker_executor:DockerExecutor",
     "ray": "mlbuild.remote.ray_executor:RayExecutor",
     "kuberay": "mlbuild.remote.kuberay.executor:KubeRayExecutor",
@@ -62,7 +62,7 @@ def remote_session(args: Any, ctx: Any) -> Any:
     if not url:
         return None
     try:
-        open_session = _load("mlbuild.engine.remote_session:open_session")
+        open_session = _load("mlbuild.engine.run.remote_session:open_session")
     except ImportError as exc:
         raise UserError(f"remote caching is not available: {exc}") from None
     return open_session(url, args, ctx)

@@ -10,7 +10,7 @@ from concurrent.futures.process import BrokenProcessPool
 import msgspec
 
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
-from mlbuild.engine.runner import run_encoded
+from mlbuild.engine.run.runner import run_encoded
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(ActionOutcome)

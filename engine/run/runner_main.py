@@ -1,10 +1,10 @@
-"""``python -m mlbuild.engine.runner_main``: run one action in a process of its own (a container).
+"""``python -m mlbuild.engine.run.runner_main``: run one action in a process of its own (a container).
 
 The CAS the container sees is read-only; new blobs go to a writable scratch directory, from
 which the host adopts them into its CAS after checking each one's digest. So a step in a
 container can never damage a blob already in the cache.
 
-    python -m mlbuild.engine.runner_main --cas /mlbuild/cas --scratch /mlbuild/scratch
+    python -m mlbuild.engine.run.runner_main --cas /mlbuild/cas --scratch /mlbuild/scratch
 
 reads ``<scratch>/spec.msgpack`` (an encoded ActionSpec) and writes the encoded ActionOutcome to
 ``<scratch>/outcome.msgpack``; the new blobs are under ``<scratch>/cas/``.
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from mlbuild.cache.cas import CAS
-from mlbuild.engine.runner import run_encoded_with
+from mlbuild.engine.run.runner import run_encoded_with
 
 SPEC_FILE = "spec.msgpack"
 OUTCOME_FILE = "outcome.msgpack"
@@ -38,7 +38,7 @@ class OverlayCAS(CAS):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlbuild.engine.runner_main")
+    parser = argparse.ArgumentParser(prog="python -m mlbuild.engine.run.runner_main")
     parser.add_argument("--cas", required=True, help="the read-only CAS holding the inputs")
     parser.add_argument("--scratch", required=True, help="writable: spec in, outcome and new blobs out")
     args = parser.parse_args(argv)

@@ -18,10 +18,10 @@ from mlbuild.cache.digest import canonical_bytes
 from mlbuild.cache.records import ActionResult, BuildAction, BuildRecord, KeySpec
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.hashgraph import HashGraph
-from mlbuild.engine.keydiff import Cause, KeyDiffer, same_change
-from mlbuild.engine.labels import Label
-from mlbuild.engine.workspace import Workspace
+from mlbuild.engine.inspect.hashgraph import HashGraph
+from mlbuild.engine.inspect.keydiff import Cause, KeyDiffer, same_change
+from mlbuild.engine.plan.labels import Label
+from mlbuild.engine.plan.workspace import Workspace
 
 __all__ = [
     "ActionExplanation",
@@ -162,19 +162,19 @@ def explain_dry_run(ws: Workspace, store: LocalStore, label: str, graph: HashGra
     would-be rebuild has no key yet, and is listed as a rebuild because of that input (a
     rebuilt upstream whose output came out identical would, in fact, leave it cached).
     """
-    from mlbuild.engine.actions import ActionFactory
-    from mlbuild.engine.environment import env_digest
-    from mlbuild.engine.keys import action_key, canonical_config, make_key_spec
-    from mlbuild.engine.labels import parse_label
-    from mlbuild.engine.planner import plan
-    from mlbuild.engine.workspace import FileInput
+    from mlbuild.engine.keys.action_key import action_key, canonical_config, make_key_spec
+    from mlbuild.engine.keys.actions import ActionFactory
+    from mlbuild.engine.keys.environment import env_digest
+    from mlbuild.engine.plan.labels import parse_label
+    from mlbuild.engine.plan.planner import plan
+    from mlbuild.engine.plan.workspace import FileInput
 
     graph = graph or HashGraph(store)
     differ = KeyDiffer(graph)
     the_plan = plan(ws, [parse_label(label)])
     resolve_image = None
     if any(t.image for t in the_plan.targets.values()):
-        from mlbuild.engine.backends import image_resolver
+        from mlbuild.engine.run.backends import image_resolver
 
         resolve_image = image_resolver()
     factory = ActionFactory(ws, store, resolve_image=resolve_image)

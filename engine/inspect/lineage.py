@@ -24,7 +24,7 @@ from mlbuild.cache.digest import digest_file, is_digest
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.hashgraph import HashGraph
+from mlbuild.engine.inspect.hashgraph import HashGraph
 
 __all__ = [
     "Consumer",
@@ -234,7 +234,7 @@ def resolve_key(store: LocalStore, text: str, current_package: str = "", graph: 
             )
         return key
     if text.startswith(("//", ":")):
-        from mlbuild.engine.labels import parse_label
+        from mlbuild.engine.plan.labels import parse_label
 
         label = str(parse_label(text, current_package))
         found = graph.latest_key(label)
@@ -255,7 +255,7 @@ def _key_of_path(store: LocalStore, graph: HashGraph, path: Path) -> str:
         digest, _ = digest_file(real)
     else:
         # A materialized directory output: its package's markers name the whole result.
-        from mlbuild.engine.build import read_markers
+        from mlbuild.engine.run.build import read_markers
 
         marked = read_markers(real.parent).get(real.name)
         if marked is None:
@@ -270,7 +270,7 @@ def _key_of_path(store: LocalStore, graph: HashGraph, path: Path) -> str:
 def _query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:
     """``consumers(DIGEST[, DEPTH])`` and ``transitive_consumers(DIGEST)`` for ``mlbuild query``."""
     from mlbuild.cache.store import default_cache_dir
-    from mlbuild.engine.labels import parse_label
+    from mlbuild.engine.plan.labels import parse_label
 
     name = "transitive_consumers" if transitive else "consumers"
     if not args or not isinstance(args[0], str):
@@ -288,7 +288,7 @@ def _query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:
 
 
 def _register() -> None:
-    from mlbuild.engine.query import EXTRA_FUNCTIONS
+    from mlbuild.engine.inspect.query import EXTRA_FUNCTIONS
 
     EXTRA_FUNCTIONS["consumers"] = lambda ws, args: _query_consumers(ws, args, transitive=False)
     EXTRA_FUNCTIONS["transitive_consumers"] = lambda ws, args: _query_consumers(ws, args, transitive=True)

@@ -22,20 +22,20 @@ from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.records import ActionResult, ArtifactRef, BuildAction, BuildRecord
 from mlbuild.cache.store import LocalStore
 from mlbuild.cache.trees import copy_verified, materialize_tree, read_tree
-from mlbuild.engine import provenance
-from mlbuild.engine.actions import ActionFactory
 from mlbuild.engine.errors import BuildFailed, UserError
 from mlbuild.engine.interfaces import ActionOutcome, Executor
-from mlbuild.engine.labels import Label
-from mlbuild.engine.planner import Plan
-from mlbuild.engine.progress import Reporter
-from mlbuild.engine.workspace import OUTPUT_DIR, Workspace
+from mlbuild.engine.keys.actions import ActionFactory
+from mlbuild.engine.plan.labels import Label
+from mlbuild.engine.plan.planner import Plan
+from mlbuild.engine.plan.workspace import OUTPUT_DIR, Workspace
+from mlbuild.engine.run import provenance
+from mlbuild.engine.run.progress import Reporter
 
 VALUE_SUFFIX = {"msgpack": ".msgpack", "npy": ".npy", "safetensors": ".safetensors", "pickle": ".pickle"}
 
 
 class RemoteSessionLike(Protocol):
-    """What the build needs of a remote cache session (see ``engine/remote_session.py``)."""
+    """What the build needs of a remote cache session (see ``engine/run/remote_session.py``)."""
 
     def lookup(self, key: str) -> ActionResult | None: ...
 

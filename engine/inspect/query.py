@@ -9,9 +9,9 @@ import re
 from collections.abc import Callable
 
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.labels import Label
-from mlbuild.engine.planner import plan, resolve_patterns
-from mlbuild.engine.workspace import Workspace
+from mlbuild.engine.plan.labels import Label
+from mlbuild.engine.plan.planner import plan, resolve_patterns
+from mlbuild.engine.plan.workspace import Workspace
 
 _TOKEN = re.compile(r"\s*(?:(?P<fn>[a-z_]+)\s*\(|(?P<close>\))|(?P<comma>,)|(?P<word>[^\s(),]+))")
 
@@ -71,7 +71,7 @@ class _Parser:
         if fn == "rdeps":
             return self._rdeps(args)
         if fn not in EXTRA_FUNCTIONS:
-            from mlbuild.engine import lineage  # noqa: F401  (registers consumers, transitive_consumers)
+            from mlbuild.engine.inspect import lineage  # noqa: F401  (registers consumers, transitive_consumers)
         if fn in EXTRA_FUNCTIONS:
             return EXTRA_FUNCTIONS[fn](self.ws, args)
         raise UserError(f"unknown query function {fn!r}; known: deps, rdeps{''.join(', ' + f for f in EXTRA_FUNCTIONS)}")

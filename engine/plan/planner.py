@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.labels import Label, parse_pattern
-from mlbuild.engine.workspace import Target, Workspace
+from mlbuild.engine.plan.labels import Label, parse_pattern
+from mlbuild.engine.plan.workspace import Target, Workspace
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.labels import Label, Pattern, parse_label
+from mlbuild.engine.plan.labels import Label, Pattern, parse_label
 from mlbuild.rules.rule import Resources
 from mlbuild.rules.target import DeclarationError, File, collecting, stop_collecting
 

@@ -349,7 +349,7 @@ def storage_options(url: str, timeout: float) -> dict[str, Any]:
 
 def open_session(url: str, args: Any, ctx: Any) -> RemoteSession:
     """The session for ``url`` with the command line's and mlbuild.toml's settings."""
-    from mlbuild.engine.backends import remote_cache_class
+    from mlbuild.engine.run.backends import remote_cache_class
 
     config = ctx.ws.config.cache
     flag = getattr(args, "remote_upload", None)

@@ -12,12 +12,12 @@ import msgspec
 from mlbuild.cache.digest import canonical_bytes
 from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec
 from mlbuild.cache.store import LocalStore
-from mlbuild.engine.codehash import CodeHasher
-from mlbuild.engine.environment import HostEnvironment, env_digest
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import ActionSpec, InputSpec
-from mlbuild.engine.keys import action_key, canonical_config, make_key_spec
-from mlbuild.engine.workspace import FileInput, Target, Workspace
+from mlbuild.engine.keys.action_key import action_key, canonical_config, make_key_spec
+from mlbuild.engine.keys.codehash import CodeHasher
+from mlbuild.engine.keys.environment import HostEnvironment, env_digest
+from mlbuild.engine.plan.workspace import FileInput, Target, Workspace
 from mlbuild.rules.rule import RuleOptions
 
 

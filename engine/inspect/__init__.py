@@ -1,0 +1,1 @@
+"""Inspection: lineage, why, diff, query, verify, reproduce, artifact diffs."""

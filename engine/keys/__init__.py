@@ -1,0 +1,1 @@
+"""Keying: static code digests, environments, action keys and specs."""

@@ -1,0 +1,1 @@
+"""Loading: the workspace, labels, and the plan of a build."""

@@ -1,0 +1,1 @@
+"""Running: the build loop, scheduler, executors, runner, remote session, progress."""
