@@ -13,7 +13,8 @@ import os
 from mlbuild.engine.commands.common import Context, add_remote_options
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
-from mlbuild.engine.run.build import VALUE_SUFFIX, BuildResult, output_dir
+from mlbuild.engine.run.build import BuildResult, output_dir
+from mlbuild.engine.run.materialize import VALUE_SUFFIX
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,8 @@ import json
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.engine.commands.common import Context
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.run.build import VALUE_SUFFIX, output_dir
+from mlbuild.engine.run.build import output_dir
+from mlbuild.engine.run.materialize import VALUE_SUFFIX
 
 SMALL = 64 * 1024
 

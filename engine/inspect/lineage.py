@@ -255,7 +255,7 @@ def _key_of_path(store: LocalStore, graph: HashGraph, path: Path) -> str:
         digest, _ = digest_file(real)
     else:
         # A materialized directory output: its package's markers name the whole result.
-        from mlbuild.engine.run.build import read_markers
+        from mlbuild.engine.run.materialize import read_markers
 
         marked = read_markers(real.parent).get(real.name)
         if marked is None:

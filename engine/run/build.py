@@ -8,7 +8,6 @@ is imported, no artifact is read or decoded.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -21,7 +20,7 @@ import msgspec
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.records import ActionResult, ArtifactRef, BuildAction, BuildRecord
 from mlbuild.cache.store import LocalStore
-from mlbuild.cache.trees import copy_verified, materialize_tree, read_tree
+from mlbuild.cache.trees import read_tree
 from mlbuild.engine.errors import BuildFailed, UserError
 from mlbuild.engine.interfaces import ActionOutcome, Executor
 from mlbuild.engine.keys.actions import ActionFactory
@@ -29,9 +28,8 @@ from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.plan.planner import Plan
 from mlbuild.engine.plan.workspace import OUTPUT_DIR, Workspace
 from mlbuild.engine.run import provenance
+from mlbuild.engine.run.materialize import Materializer
 from mlbuild.engine.run.progress import Reporter
-
-VALUE_SUFFIX = {"msgpack": ".msgpack", "npy": ".npy", "safetensors": ".safetensors", "pickle": ".pickle"}
 
 
 class RemoteSessionLike(Protocol):
@@ -114,8 +112,7 @@ class Builder:
         self.reporter = reporter
         self.options = options
         self.remote = remote
-        self._marker_cache: dict[str, dict[str, str]] = {}
-        self._dirty_markers: set[str] = set()
+        self.materializer = Materializer(ws.root / OUTPUT_DIR, store.cas, lambda refs: self.ensure_local(refs, verify=False))
 
     @property
     def executor(self) -> Executor:
@@ -166,14 +163,8 @@ class Builder:
                 self._executor.close()
         result = BuildResult(record, {str(k): v for k, v in state.results.items()}, state.failures)
         if self.options.materialize:
-            try:
-                for label in plan.requested:
-                    if label in state.results:
-                        self.materialize(label, state.results[label])
-            finally:
-                for package in self._dirty_markers:
-                    write_markers(self.ws.root / OUTPUT_DIR / package, self._markers(package))
-                self._dirty_markers.clear()
+            # The copies check every digest, so blobs are only fetched there, not re-read.
+            self.materializer.materialize([(label, state.results[label]) for label in plan.requested if label in state.results])
         return result
 
     def ensure_local(self, refs: list[ArtifactRef], verify: bool = True) -> bool:
@@ -201,61 +192,9 @@ class Builder:
                 return False
         return True
 
-    def materialize(self, label: Label, result: ActionResult) -> None:
-        """Write a requested target's outputs under ``mlbuild-out/<pkg>/``, unless already there."""
-        base = self.ws.root / OUTPUT_DIR / label.package
-        if self.materialized(label, result):
-            return
-        lost = UserError(f"{label}: its cached outputs are missing or corrupt; rebuild it with --no-cache")
-        # The copies below check every digest, so the blobs are only fetched here, not re-read.
-        if not self.ensure_local(result.outputs, verify=False):
-            raise lost
-        files_dir = base / label.name
-        if files_dir.exists():
-            shutil.rmtree(files_dir)
-        for old in base.glob(f"{label.name}.value.*"):
-            old.unlink()
-        try:
-            for ref in result.outputs:
-                if ref.codec == "tree":
-                    materialize_tree(self.store.cas, ref.digest, files_dir)
-                else:
-                    base.mkdir(parents=True, exist_ok=True)
-                    copy_verified(self.store.cas, ref.digest, base / f"{label.name}.value{VALUE_SUFFIX[ref.codec]}")
-        except (CorruptBlob, MissingBlob):
-            raise lost from None
-        base.mkdir(parents=True, exist_ok=True)
-        self._markers(label.package)[label.name] = result.result_digest()
-        self._dirty_markers.add(label.package)
-
     def materialized(self, label: Label, result: ActionResult) -> bool:
-        """True when ``mlbuild-out/`` already holds exactly this result of ``label``."""
-        return self._markers(label.package).get(label.name) == result.result_digest()
-
-    def _markers(self, package: str) -> dict[str, str]:
-        if package not in self._marker_cache:
-            self._marker_cache[package] = read_markers(self.ws.root / OUTPUT_DIR / package)
-        return self._marker_cache[package]
-
-
-# One small file per package of mlbuild-out/ names the result each target's outputs there
-# came from, so a no-op build checks a package's targets with a single read.
-MARKERS = ".mlbuild-results"
-_markers_dec = msgspec.json.Decoder(dict[str, str])
-
-
-def read_markers(package_dir: Path) -> dict[str, str]:
-    """Target name -> result digest of the outputs materialized in ``package_dir``."""
-    try:
-        return _markers_dec.decode((package_dir / MARKERS).read_bytes())
-    except (OSError, msgspec.DecodeError):
-        return {}
-
-
-def write_markers(package_dir: Path, markers: dict[str, str]) -> None:
-    tmp = package_dir / (MARKERS + ".tmp")
-    tmp.write_bytes(msgspec.json.encode(markers))
-    os.replace(tmp, package_dir / MARKERS)
+        """True when ``mlbuild-out/`` already holds exactly this result of ``label``, untouched."""
+        return self.materializer.is_current(label, result)
 
 
 class _BuildState:
