@@ -39,6 +39,25 @@ def cache_dir(args: argparse.Namespace) -> Path:
     return default_cache_dir(configured)
 
 
+def access(host: str) -> tuple[set[str] | None, str | None]:
+    """The Host names a request may carry, and the token it must, for a server on ``host``.
+
+    Loopback only: the loopback names, no token (only this machine connects, and the Host
+    check stops DNS rebinding). Anything wider: a random token made for this start, and the
+    given address (with loopback) as Host, or any Host for a wildcard address.
+    """
+    import secrets
+
+    from mlbuild.engine.ui.server import LOOPBACK_HOSTS
+
+    if host in LOOPBACK:
+        return set(LOOPBACK_HOSTS) | {host}, None
+    token = secrets.token_urlsafe(18)
+    if host in ("0.0.0.0", "::", ""):
+        return None, token
+    return set(LOOPBACK_HOSTS) | {host}, token
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         from werkzeug.serving import make_server
@@ -53,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port}: not a port number")
     root = cache_dir(args)
     store = LocalStore(root)
+    hosts, token = access(args.host)
     try:
-        server = make_server(args.host, args.port, create_app(store), threaded=True)
+        server = make_server(args.host, args.port, create_app(store, hosts=hosts, token=token), threaded=True)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host = args.host if ":" not in args.host else f"[{args.host}]"
@@ -63,17 +83,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlbuild ui: warning: listening on {args.host}: anyone who can reach it can read the cache",
               file=sys.stderr)
     pid = os.getpid()
-    write_state(root, UiState(url=url, pid=pid))
+    write_state(root, UiState(url=url, pid=pid, token=token))
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"mlbuild ui: serving {root} at {url}/ (Ctrl-C to stop)", flush=True)
+    shown = url + "/" + (f"?token={token}" if token else "")
+    print(f"mlbuild ui: serving {root} at {shown} (Ctrl-C to stop)", flush=True)
     if args.open:
         import webbrowser
 
-        webbrowser.open(url + "/")
+        webbrowser.open(shown)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from mlbuild.cache.cas import CAS
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import materialize_tree, put_tree
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, InputSpec
+from mlbuild.engine.run.live_logs import open_live_log
 from mlbuild.rules import artifacts
 
 _loaded_code: dict[str, str] = {}  # rule id -> code digest of the loaded module
@@ -148,7 +149,8 @@ def run_action(spec: ActionSpec, cas: CAS) -> ActionOutcome:
     started = time.time()
     outcome = ActionOutcome(key=spec.key, started=started, host=socket.gethostname())
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(tempfile.TemporaryFile(dir=cas.tmp, prefix="log-"))
+        # A named file that grows while the step runs: the UI follows it (engine/run/live_logs.py).
+        log = stack.enter_context(open_live_log(cas.tmp, spec.key, spec.label))
         # The scratch folder (output dir, materialized inputs) is made only if the step needs it.
         work_dir: list[Path] = []
 

@@ -109,7 +109,9 @@ class Note(Block, tag="note"):
 
 
 def blob_url(digest: str, name: str | None = None) -> str:
-    return f"/api/blobs/{digest}" + (f"?name={name}" if name else "")
+    from urllib.parse import quote
+
+    return f"/api/blobs/{digest}" + (f"?name={quote(name, safe='')}" if name else "")
 
 
 # -- decoding ----------------------------------------------------------------------------

@@ -2,15 +2,25 @@
 
 ``create_app(store)`` returns a Flask app. Flask (the ``ui`` extra) is imported here only, so
 nothing on the build path loads it. Every route reads; none writes to the store.
+
+Safety, since the cache holds source code and data: every request's ``Host`` must name the
+address the server listens on (a page elsewhere cannot reach it through DNS rebinding); when
+the server listens beyond loopback a random per-start token is required too (given once in the
+printed URL, then kept in a cookie); every response forbids framing and carries a CSP that
+allows only the app's own scripts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
+import re
+from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import msgspec
+import xxhash
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.digest import is_digest
@@ -20,10 +30,14 @@ from mlbuild.engine.ui import views
 if TYPE_CHECKING:
     from flask import Flask, Response
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "LOOPBACK_HOSTS", "content_disposition"]
 
 _json = msgspec.json.Encoder()
 _PAGE_ROUTES = ("/", "/builds", "/builds/<build_id>", "/targets", "/targets/<path:label>")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+TOKEN_COOKIE = "mlbuild_token"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 def _label(path: str) -> str:
@@ -31,18 +45,49 @@ def _label(path: str) -> str:
     return path if path.startswith("//") else "//" + path.lstrip("/")
 
 
-def create_app(store: LocalStore) -> Flask:
+def _host_name(header: str) -> str:
+    """The host of a Host header, without its port and brackets, lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with ``name`` kept whole: an ASCII fallback and the exact name per
+    RFC 5987 (``filename*=UTF-8''…``), so ``#``, ``&``, spaces and non-ASCII all survive."""
+    name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", name).strip() or "download"
+    fallback = re.sub(r'[^A-Za-z0-9._ -]', "_", name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def create_app(
+    store: LocalStore, *, hosts: Iterable[str] | None = LOOPBACK_HOSTS, token: str | None = None
+) -> Flask:
     """The app serving ``store``: the page at ``/``, ``/builds/<id>``, ``/targets/<label>``, and
-    the JSON API under ``/api/`` (see docs/ui-api.md)."""
+    the JSON API under ``/api/`` (see docs/ui-api.md).
+
+    ``hosts``: the names a request's Host header may carry (None: any, for a server listening
+    on every interface, where ``token`` guards it). ``token``: required of every request, as
+    ``?token=`` (which sets a cookie), the cookie, or an ``X-Mlbuild-Token`` header.
+    """
     from flask import Flask, Response, request, send_file
+
+    from mlbuild.engine.ui.live import live_log
 
     static = resources.files("mlbuild.engine.ui") / "static"
     app = Flask("mlbuild.engine.ui", static_folder=str(static), static_url_path="/static")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    allowed = None if hosts is None else {_host_name(h) for h in hosts}
 
-    def reply(value: Any, status: int = 200) -> Response:
+    def reply(value: Any, status: int = 200, etag: str | None = None) -> Response:
         resp = Response(_json.encode(value), status=status, mimetype="application/json")
-        resp.headers["Cache-Control"] = "no-store"  # a running build changes under the page
+        if etag is not None:
+            # The page asks again while a build runs: unchanged records cost a 304 and no body.
+            resp.set_etag(etag)
+            resp.headers["Cache-Control"] = "no-cache"
+        else:
+            resp.headers["Cache-Control"] = "no-store"  # a running build changes under the page
         return resp
 
     def error(message: str, status: int) -> Response:
@@ -60,24 +105,73 @@ def create_app(store: LocalStore) -> Flask:
 
     index_html = (static / "index.html").read_bytes()
 
-    def page(**_: Any) -> Response:
+    def page(status: int = 200) -> Response:
         # One page for every route: the script reads the path, hash and query itself.
-        return Response(index_html, mimetype="text/html", headers={"Cache-Control": "no-cache"})
+        return Response(index_html, status=status, mimetype="text/html", headers={"Cache-Control": "no-cache"})
 
     for i, rule in enumerate(_PAGE_ROUTES):
-        app.add_url_rule(rule, f"page{i}", page)
+        app.add_url_rule(rule, f"page{i}", lambda **_: page())
 
-    def builds() -> views.BuildList:
+    @app.before_request
+    def guard() -> Response | None:
+        if allowed is not None and _host_name(request.host) not in allowed:
+            return Response(f"mlbuild ui: refused: Host {request.host!r} is not this server's address\n",
+                            status=421, mimetype="text/plain")
+        if token is None:
+            return None
+        given = request.args.get("token") or request.headers.get("X-Mlbuild-Token") or request.cookies.get(TOKEN_COOKIE)
+        if not given or not hmac.compare_digest(given, token):
+            return Response("mlbuild ui: open the URL with the token that `mlbuild ui` printed\n",
+                            status=403, mimetype="text/plain")
+        if "token" in request.args and request.method == "GET":
+            # Keep the token out of the address bar, history and Referer: a cookie from now on.
+            rest = "&".join(f"{quote(k)}={quote(v)}" for k, v in request.args.items(multi=True) if k != "token")
+            resp = Response(status=303, headers={"Location": request.path + ("?" + rest if rest else "")})
+            resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+            return resp
+        return None
+
+    @app.after_request
+    def headers(resp: Response) -> Response:
+        resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        return resp
+
+    def builds() -> Response:
         args = request.args
         try:
             limit = max(1, min(int(args.get("limit", 200)), 5000))
         except ValueError:
             limit = 200
-        return views.list_builds(store, args.get("target", ""), args.get("status", ""),
+        data = views.list_builds(store, args.get("target", ""), args.get("status", ""),
                                  args.get("commit", ""), limit)
+        body = _json.encode(data)
+        etag = xxhash.xxh3_64_hexdigest(body)
+        if etag in request.if_none_match:
+            return reply_not_modified(etag)
+        resp = Response(body, mimetype="application/json")
+        resp.set_etag(etag)
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
 
-    def build(build_id: str) -> views.BuildDetail:
-        return views.build_detail(store, build_id)
+    def reply_not_modified(etag: str) -> Response:
+        resp = Response(status=304)
+        resp.set_etag(etag)
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+    def build(build_id: str) -> Response:
+        from mlbuild.engine.ui.dag import record_version
+
+        record = store.index.get_build(build_id)
+        if record is None:
+            return error(f"no build {build_id!r} in this cache", 404)
+        etag = record_version(record)
+        if etag in request.if_none_match:
+            return reply_not_modified(etag)
+        return reply(views.build_detail(store, record.id), etag=etag)
 
     def action(key: str) -> views.StepDetail:
         return views.step_detail(store, _key(key))
@@ -104,6 +198,14 @@ def create_app(store: LocalStore) -> Flask:
     def logs(digest: str) -> views.LogText:
         return views.log_text(store, _key(digest))
 
+    def live(label: str) -> Any:
+        raw = request.args.get("offset")
+        try:
+            offset = None if raw in (None, "") else int(raw)
+        except ValueError:
+            raise views.BadRequest(f"offset must be a number, not {raw!r}") from None
+        return live_log(store.cas.tmp, _label(label), offset)
+
     def targets() -> dict[str, list[str]]:
         return {"targets": views.target_labels(store)}
 
@@ -111,8 +213,6 @@ def create_app(store: LocalStore) -> Flask:
         return views.target_history(store, _label(label))
 
     routes: list[tuple[str, Callable[..., Any]]] = [
-        ("/api/builds", builds),
-        ("/api/builds/<build_id>", build),
         ("/api/actions/<key>", action),
         ("/api/actions/<key>/output", action_output),
         ("/api/actions/<key>/code", action_code),
@@ -120,11 +220,14 @@ def create_app(store: LocalStore) -> Flask:
         ("/api/actions/<key>/lineage", action_lineage),
         ("/api/builds/<build_id>/why/<path:label>", build_why),
         ("/api/logs/<digest>", logs),
+        ("/api/live/<path:label>", live),
         ("/api/targets", targets),
         ("/api/targets/<path:label>", target),
     ]
     for rule, fn in routes:
         app.add_url_rule(rule, fn.__name__, api(fn))
+    app.add_url_rule("/api/builds", "builds", builds)
+    app.add_url_rule("/api/builds/<build_id>", "build", build)
 
     @app.route("/api/blobs/<digest>")
     def blob(digest: str) -> Response:
@@ -142,16 +245,16 @@ def create_app(store: LocalStore) -> Flask:
         if not _safe_inline_type(mimetype):
             mimetype = "application/octet-stream"
         name = request.args.get("name")
-        resp = send_file(path, mimetype=mimetype, as_attachment=bool(name), download_name=name or digest,
-                         conditional=True, etag=digest, max_age=31536000)
-        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp = send_file(path, mimetype=mimetype, conditional=True, etag=digest, max_age=31536000)
+        if name:
+            resp.headers["Content-Disposition"] = content_disposition(name)
         return resp
 
     @app.errorhandler(404)
     def not_found(_: Exception) -> Response:
         if request.path.startswith("/api/"):
             return error(f"no such API route: {request.path}", 404)
-        return error("not found", 404)
+        return page(404)  # the app draws its own "not found" page
 
     @app.errorhandler(views.BadRequest)
     def bad_request(exc: views.BadRequest) -> Response:

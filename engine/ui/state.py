@@ -24,6 +24,7 @@ class UiState(msgspec.Struct, frozen=True):
     url: str  # "http://127.0.0.1:8765", no trailing slash
     pid: int
     schema: int = 1
+    token: str | None = None  # required in links when the UI listens beyond loopback
 
 
 def write_state(cache_dir: Path, state: UiState) -> Path:
@@ -72,5 +73,5 @@ def step_link(cache_dir: Path, build_id: str, key: str | None, tab: str = "logs"
     state = running_ui(cache_dir)
     if state is None:
         return None
-    url = f"{state.url}/builds/{quote(build_id)}"
+    url = f"{state.url}/builds/{quote(build_id)}" + (f"?token={quote(state.token)}" if state.token else "")
     return url + (f"#run={quote(key)}&tab={quote(tab)}" if key else "")

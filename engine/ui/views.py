@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 MAX_LOG = 1024 * 1024  # bytes of a log shown inline: the tail, the rest is a download
+MAX_TARGETS = 20  # requested labels listed in a summary (a //... build has thousands)
 
 
 class NotFound(LookupError):
@@ -45,12 +46,14 @@ class BuildSummary(msgspec.Struct):
     user: str
     host: str
     workspace: str
-    targets: list[str]
+    targets: list[str]  # the first MAX_TARGETS requested labels; target_count says how many
     argv: list[str]
     git_commit: str | None
     git_dirty: bool | None
     executor: str
     counts: dict[str, int]  # status -> number of actions
+    target_count: int = 0
+    patterns: list[str] = []  # the labels and patterns on the command line (//..., //pkg:all)
 
 
 class BuildList(msgspec.Struct):
@@ -171,9 +174,15 @@ def summarize(record: BuildRecord) -> BuildSummary:
         counts[status] = counts.get(status, 0) + 1
     return BuildSummary(
         record.id, record.started, record.finished, record.status, record.user, record.host,
-        record.workspace, record.targets, record.argv, record.git_commit, record.git_dirty,
-        record.executor, counts,
+        record.workspace, record.targets[:MAX_TARGETS], record.argv, record.git_commit, record.git_dirty,
+        record.executor, counts, len(record.targets), _patterns(record),
     )
+
+
+def _patterns(record: BuildRecord) -> list[str]:
+    """What the user asked for: the label-like words of the command line, else the targets."""
+    asked = [a for a in record.argv[1:] if a.startswith(("//", ":")) and "=" not in a]  # not --set x=y
+    return asked[:MAX_TARGETS] if asked else record.targets[:MAX_TARGETS]
 
 
 def list_builds(
@@ -285,6 +294,8 @@ def log_text(store: LocalStore, digest: str) -> LogText:
     except (MissingBlob, CorruptBlob) as exc:
         raise NotFound(f"log {digest} is not readable here: {exc}") from None
     tail = data[-MAX_LOG:]
+    if len(data) > MAX_LOG:
+        tail = tail[tail.find(b"\n") + 1:]  # the tail starts at a whole line
     return LogText(digest, tail.decode(errors="replace"), len(data), len(data) > MAX_LOG)
 
 

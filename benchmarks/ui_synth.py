@@ -1,0 +1,86 @@
+"""Write a synthetic recorded build of N steps straight into a cache, for the UI at scale.
+
+    python benchmarks/ui_synth.py CACHE_DIR N {chain,fanout} [--status succeeded|running]
+
+Running 10,000 steps takes minutes; writing their records takes seconds. Each step gets a
+real stored result (a small msgpack value in the CAS, a KeySpec whose input digest is its
+upstream's result digest, so the producers index gives the UI the same edges a real build
+would), and the build record lists every step, packages of 100 as ``benchmarks/synth.py``
+names them (``//p0000:t0`` …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from mlbuild.cache.digest import digest_value
+from mlbuild.cache.records import ActionResult, ArtifactRef, BuildAction, BuildRecord, KeySpec
+from mlbuild.cache.store import LocalStore
+
+PER_PACKAGE = 100
+
+
+def label(i: int) -> str:
+    return f"//p{i // PER_PACKAGE:04d}:t{i}"
+
+
+def write_build(
+    store: LocalStore,
+    n: int,
+    shape: Literal["chain", "fanout"] = "chain",
+    status: Literal["succeeded", "running"] = "succeeded",
+    build_id: str | None = None,
+    workspace: str = "/nonexistent/synthetic",
+) -> BuildRecord:
+    """Record a build of ``n`` steps; returns its record. A "running" build lists only its
+    first half as done."""
+    now = time.time()
+    results: list[ActionResult] = []
+    done = n if status == "succeeded" else n // 2
+    for i in range(done):
+        value = msgspec.msgpack.encode(i)
+        ref = ArtifactRef("value", store.cas.put_bytes(value), "msgpack", len(value))
+        inputs: dict[str, str] = {}
+        if i > 0:
+            upstream = results[i - 1] if shape == "chain" else results[0]
+            inputs["prev"] = upstream.result_digest()
+        spec = KeySpec(1, "//rules.py:step", "0" * 32, inputs, {"i": i}, "1" * 32)
+        key = digest_value(msgspec.to_builtins(spec))
+        result = ActionResult(key, label(i), "//rules.py:step", [ref], spec, None, now, now + 0.01,
+                              socket.gethostname())
+        store.index.put_action(result)
+        results.append(result)
+    actions = [BuildAction(r.label, r.key, "executed", 0.01) for r in results]
+    record = BuildRecord(
+        id=build_id or time.strftime("%Y%m%d-%H%M%S-", time.gmtime(now)) + os.urandom(3).hex(),
+        started=now - 60, finished=None if status == "running" else now, status=status,
+        user="bench", host=socket.gethostname(), workspace=workspace,
+        argv=["mlbuild", "build", "//..."], targets=[label(i) for i in range(n)], actions=actions,
+    )
+    store.index.put_build(record)
+    return record
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("cache", type=Path)
+    ap.add_argument("n", type=int)
+    ap.add_argument("shape", choices=["chain", "fanout"])
+    ap.add_argument("--status", choices=["succeeded", "running"], default="succeeded")
+    args = ap.parse_args()
+    store = LocalStore(args.cache)
+    t = time.perf_counter()
+    record = write_build(store, args.n, args.shape, args.status)
+    store.close()
+    print(f"build {record.id}: {args.n} steps ({args.shape}) in {time.perf_counter() - t:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
