@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import msgspec
 
 from mlbuild.engine.errors import UserError
 
-_NAME = re.compile(r"^[A-Za-z0-9_.+=,@~-]+$")
-_PKG = re.compile(r"^([A-Za-z0-9_.+=,@~-]+(/[A-Za-z0-9_.+=,@~-]+)*)?$")
+# Letters and digits of any script (``\w`` is Unicode-aware), and a little punctuation. Labels
+# are compared in NFC, so ``modèle`` typed either way is one target.
+_PART = r"[\w.+=,@~-]+"
+_NAME = re.compile(rf"^{_PART}$")
+_PKG = re.compile(rf"^({_PART}(/{_PART})*)?$")
+# A label names folders and files under the workspace and mlbuild-out/: each part must be a
+# name a filesystem takes (255 bytes), with room for ``.value.safetensors`` after a target name.
+MAX_PART_BYTES = 255
+MAX_NAME_BYTES = 200
+MAX_LABEL_CHARS = 1024
+
+
+def check_name(name: str) -> str | None:
+    """Why ``name`` cannot be a target name, or None when it can."""
+    if not _NAME.fullmatch(name):
+        return f"target name {_short(name)!r} may hold only letters, digits and _.+=,@~-"
+    if name.startswith("."):
+        # ``.`` and ``..`` would escape the package's folder; other dot names collide with
+        # mlbuild-out/'s own files (``.mlbuild-results``).
+        return f"target name {_short(name)!r} must not start with '.'"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return f"target name {_short(name)!r} is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:40] + "…" + text[-10:]
 
 
 class Label(msgspec.Struct, frozen=True, order=True):
@@ -41,8 +67,14 @@ class Pattern(msgspec.Struct, frozen=True):
 
 
 def _check_package(pkg: str, text: str) -> str:
-    if not _PKG.match(pkg):
-        raise UserError(f"invalid package in label {text!r}")
+    if not _PKG.fullmatch(pkg):
+        raise UserError(f"invalid package in label {_short(text)!r}")
+    for part in pkg.split("/") if pkg else ():
+        if part in (".", ".."):
+            raise UserError(f"invalid label {_short(text)!r}: '{part}' is not allowed in a package path "
+                            "(labels name packages inside the workspace)")
+        if len(part.encode()) > MAX_PART_BYTES:
+            raise UserError(f"invalid label {_short(text)!r}: a package folder name is longer than {MAX_PART_BYTES} bytes")
     return pkg
 
 
@@ -55,9 +87,11 @@ def parse_label(text: str, current_package: str = "") -> Label:
 
 
 def parse_pattern(text: str, current_package: str = "") -> Pattern:
-    text = text.strip()
+    text = unicodedata.normalize("NFC", text.strip())
     if not text:
         raise UserError("empty label")
+    if len(text) > MAX_LABEL_CHARS:
+        raise UserError(f"label {_short(text)!r} is {len(text)} characters long (at most {MAX_LABEL_CHARS})")
     if text.startswith("//"):
         body = text[2:]
         if body == "..." or body.endswith("/..."):
@@ -78,6 +112,7 @@ def parse_pattern(text: str, current_package: str = "") -> Pattern:
     _check_package(pkg, text)
     if name == "all":
         return Pattern(pkg, None)
-    if not _NAME.match(name):
-        raise UserError(f"invalid target name in label {text!r}")
+    problem = check_name(name)
+    if problem:
+        raise UserError(f"invalid label {_short(text)!r}: {problem}")
     return Pattern(pkg, name)

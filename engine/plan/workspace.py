@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import tomllib
 import traceback
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.plan.labels import Label, Pattern, parse_label
+from mlbuild.engine.plan.labels import Label, Pattern, check_name, parse_label
 from mlbuild.rules.rule import Resources
 from mlbuild.rules.target import DeclarationError, File, collecting, stop_collecting
 
@@ -113,8 +114,18 @@ class Workspace:
                 return d.relative_to(self.root).as_posix()
         return ""
 
+    def build_file(self, pkg: str) -> Path:
+        """``<root>/<pkg>/BUILD.py``, refused when the package's folder resolves outside the
+        workspace (a symlink out): its BUILD.py would run and its outputs land elsewhere."""
+        folder = self.root / pkg if pkg else self.root
+        real = Path(os.path.realpath(folder))
+        if real != self.root and self.root not in real.parents:
+            raise UserError(f"package //{pkg}: its folder {folder} leads to {real}, outside the workspace {self.root}; "
+                            "a package must be a folder inside the workspace")
+        return folder / BUILD_FILE
+
     def all_packages(self, under: str = "") -> list[str]:
-        base = self.root / under if under else self.root
+        base = self.build_file(under).parent
         if not base.is_dir():
             raise UserError(f"no package //{under}: folder {base} does not exist")
         found = []
@@ -134,7 +145,7 @@ class Workspace:
         if loaded is not None and label.name in loaded:
             return loaded[label.name]
         where = f" (an input of {needed_by})" if needed_by else ""
-        build = self.root / label.package / BUILD_FILE
+        build = self.build_file(label.package)
         if not build.is_file():
             raise UserError(f"unknown package //{label.package} for target {label}{where}: no {build.relative_to(self.root)}")
         targets = self.package(label.package)
@@ -150,7 +161,7 @@ class Workspace:
                 raise UserError(f"pattern {pattern} matches no targets")
             return labels
         if pattern.name is None:
-            build = self.root / pattern.package / BUILD_FILE
+            build = self.build_file(pattern.package)
             if not build.is_file():
                 raise UserError(f"unknown package //{pattern.package}")
             return [t.label for t in self.package(pattern.package).values()]
@@ -159,7 +170,7 @@ class Workspace:
         return [label]
 
     def _load_package(self, pkg: str) -> dict[str, Target]:
-        build = self.root / pkg / BUILD_FILE
+        build = self.build_file(pkg)
         rel = build.relative_to(self.root).as_posix()
         decls, token = collecting()
         try:
@@ -176,6 +187,12 @@ class Workspace:
         targets: dict[str, Target] = {}
         rule_files: dict[str, str] = {}
         for d in decls:
+            d.name = unicodedata.normalize("NFC", d.name)  # as labels are parsed
+            problem = check_name(d.name)
+            if problem:
+                raise UserError(f"malformed {rel}: {problem}")
+            if d.name in targets:
+                raise UserError(f"malformed {rel}: target {d.name!r} is declared twice")
             label = Label(pkg, d.name)
             inputs: dict[str, Label | FileInput] = {}
             for name, ref in d.inputs.items():

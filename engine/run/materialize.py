@@ -177,6 +177,7 @@ class Materializer:
                 todo.append((label, result))
         for package, todo in by_package.items():
             package_dir = self.package_dir(Label(package, "_"))
+            self._check_inside(package_dir, package)
             if not todo:
                 # Nothing to copy; a killed build's staging folder is still cleared away.
                 if _has_staging(package_dir):
@@ -193,6 +194,14 @@ class Materializer:
                             self._one(label, result)
             except OSError as exc:
                 raise UserError(_write_error(todo[0][0], package_dir, exc)) from None
+
+    def _check_inside(self, package_dir: Path, package: str) -> None:
+        """Outputs never land outside mlbuild-out/ (a link inside it pointing away, say)."""
+        root = Path(os.path.realpath(self.out_root))
+        real = Path(os.path.realpath(package_dir))
+        if real != root and root not in real.parents:
+            raise UserError(f"//{package}: its output folder {package_dir} leads to {real}, outside {self.out_root}; "
+                            "remove that link (or run `mlbuild clean`)")
 
     def _clear_staging(self, package_dir: Path) -> None:
         # Under the lock no other build is staging here: what is left is a killed build's.
