@@ -16,7 +16,7 @@ from typing import Any
 import lmdb
 import msgspec
 
-from mlbuild.cache.records import ActionResult, BuildRecord
+from mlbuild.cache.records import ActionResult, BuildRecord, Edge
 
 _enc = msgspec.msgpack.Encoder()
 _dec_action = msgspec.msgpack.Decoder(ActionResult)
@@ -39,7 +39,12 @@ def _build(raw: bytes) -> BuildRecord | None:
         return None
 
 
-DBS = ("actions", "producers", "consumers", "atime", "stat", "memo", "builds")
+# producers: digest -> the latest action to write it (kept for older readers of this cache);
+# producer_set: digest -> every action whose output or result has it (identical bytes from two
+# steps are two producers); dependents: action key -> the keys of the actions that consumed
+# its result, as recorded by the builds that ran or took them.
+DBS = ("actions", "producers", "consumers", "atime", "stat", "memo", "builds", "producer_set", "dependents")
+_DUPSORT = ("consumers", "producer_set", "dependents")
 
 
 # LMDB forbids opening one environment twice in a process, so every Index of a path shares
@@ -66,7 +71,7 @@ class Index:
                 # an OS crash may undo the last transactions but never corrupts the index.
                 sync=False,
             )
-            dbs = {name: env.open_db(name.encode(), dupsort=(name == "consumers")) for name in DBS}
+            dbs = {name: env.open_db(name.encode(), dupsort=(name in _DUPSORT)) for name in DBS}
             entry = _open[self.path] = [env, dbs, 0]
         entry[2] += 1
         self.env: lmdb.Environment = entry[0]
@@ -104,11 +109,13 @@ class Index:
         key = result.key.encode()
         with self.env.begin(write=True) as txn:
             txn.put(key, _enc.encode(result), db=self.db["actions"])
-            txn.put(result.result_digest().encode(), key, db=self.db["producers"])
-            for out in result.outputs:
-                txn.put(out.digest.encode(), key, db=self.db["producers"])
+            for digest in {result.result_digest(), *(out.digest for out in result.outputs)}:
+                txn.put(digest.encode(), key, db=self.db["producers"])
+                txn.put(digest.encode(), key, db=self.db["producer_set"], dupdata=True)
             for digest in result.key_spec.inputs.values():
                 txn.put(digest.encode(), key, db=self.db["consumers"], dupdata=True)
+            for producer in (result.producers or {}).values():
+                txn.put(producer.encode(), key, db=self.db["dependents"], dupdata=True)
             txn.put(key, _TS.pack(time.time()), db=self.db["atime"])
 
     def delete_action(self, key: str) -> None:
@@ -139,13 +146,34 @@ class Index:
             raw = txn.get(digest.encode())
         return None if raw is None else raw.decode()
 
-    def consumers_of(self, digest: str) -> list[str]:
-        """The action keys that took this digest as an input."""
-        with self.env.begin(db=self.db["consumers"]) as txn:
+    def producers_of(self, digest: str) -> list[str]:
+        """Every action key whose output (or whole result) has this digest, sorted."""
+        found = set(self._dups("producer_set", digest))
+        latest = self.producer_of(digest)  # entries written before producer_set existed
+        if latest is not None:
+            found.add(latest)
+        return sorted(found)
+
+    def put_edges(self, edges: Iterable[Edge]) -> None:
+        """Remember, for each producer, the consumers a build recorded for it."""
+        with self.env.begin(write=True, db=self.db["dependents"]) as txn:
+            for edge in edges:
+                txn.put(edge.producer.encode(), edge.consumer.encode(), dupdata=True)
+
+    def dependents_of(self, key: str) -> list[str]:
+        """The keys of the actions recorded as consuming action ``key``'s result."""
+        return self._dups("dependents", key)
+
+    def _dups(self, table: str, key: str) -> list[str]:
+        with self.env.begin(db=self.db[table]) as txn:
             cur = txn.cursor()
-            if not cur.set_key(digest.encode()):
+            if not cur.set_key(key.encode()):
                 return []
             return [v.decode() for v in cur.iternext_dup()]
+
+    def consumers_of(self, digest: str) -> list[str]:
+        """The action keys that took this digest as an input."""
+        return self._dups("consumers", digest)
 
     # -- small memo tables (stat cache, code digests) --------------------------------------
 

@@ -7,9 +7,14 @@ from typing import Any, Literal
 import msgspec
 
 KEY_SCHEMA = 1
+# Build records: 1 = no schema field (no plan, no edges, no workspace id); 2 = the build's
+# graph is recorded as it is planned and resolved (``plan``, ``edges``), and its process.
+BUILD_SCHEMA = 2
 
 Codec = Literal["msgpack", "npy", "safetensors", "tree", "pickle"]
-ActionStatus = Literal["cached", "remote", "executed", "failed", "skipped"]
+# interrupted: it was running when the build was stopped; not_run: the build ended before it
+# could start (``BuildAction.because`` says why)
+ActionStatus = Literal["cached", "remote", "executed", "failed", "skipped", "interrupted", "not_run"]
 
 
 class ArtifactRef(msgspec.Struct, frozen=True):
@@ -81,6 +86,11 @@ class ActionResult(msgspec.Struct):
     pickled: bool = False
     # input name -> workspace path of the source file or directory it was read from (lineage)
     sources: dict[str, str] = {}
+    # input name -> key of the action whose result that input was, as it ran (lineage walks
+    # these, never digests: two actions can produce the same bytes). None: recorded before
+    # mlbuild kept producers, so the upstream of such a result is unknown, not guessed.
+    producers: dict[str, str] | None = None
+    seconds: float | None = None  # how long the step ran, on the worker's monotonic clock
 
     def result_digest(self) -> str:
         """The digest a downstream action sees for this whole result."""
@@ -98,9 +108,28 @@ class BuildAction(msgspec.Struct):
     label: str
     key: str | None
     status: ActionStatus
-    seconds: float = 0.0
+    seconds: float = 0.0  # on the build process's monotonic clock: never negative
     error: str | None = None
     log_digest: str | None = None
+    because: str | None = None  # skipped: the failed upstream's label; not_run: why it never ran
+
+
+class PlannedStep(msgspec.Struct, frozen=True):
+    """One target of a build's plan, written before anything runs: a running build's steps
+    that have not run yet, and an old build's graph, come from here (never from BUILD.py)."""
+
+    label: str
+    inputs: dict[str, str] = {}  # input name -> label of the target it takes its value from
+    sources: dict[str, str] = {}  # input name -> workspace path of a source file or directory
+    requested: bool = False
+
+
+class Edge(msgspec.Struct, frozen=True, array_like=True):
+    """In this build, input ``input`` of action ``consumer`` was the result of ``producer``."""
+
+    consumer: str
+    input: str
+    producer: str
 
 
 class BuildRecord(msgspec.Struct):
@@ -121,6 +150,14 @@ class BuildRecord(msgspec.Struct):
     actions: list[BuildAction] = []
     overrides: dict[str, Any] = {}
     rerun_of: str | None = None  # the id of the build that `mlbuild rerun` re-ran
+    # Absent from records written before schema 2, which decode with these defaults.
+    schema: int = 1
+    workspace_id: str = ""  # see ``provenance.workspace_id``; "" in old records
+    pid: int = 0  # the building process, with ``process`` to tell a reused pid (abandoned builds)
+    process: str = ""  # an identity of that process on ``host`` (boot id and start time)
+    plan: list[PlannedStep] = []
+    edges: list[Edge] = []
+    seconds: float | None = None  # wall time on the build process's monotonic clock
 
 
 class RemoteStats(msgspec.Struct, kw_only=True):

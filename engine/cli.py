@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
+from typing import Any
 
 from mlbuild.engine.errors import UserError
 
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mlbuild: error: cannot enter {args.directory}: {exc.strerror}", file=sys.stderr)
             return 2
     module = importlib.import_module(f"mlbuild.engine.commands.{COMMANDS[args.command][0]}")
+    stopped_by: list[int] = []
+    previous = _stop_on_signals(stopped_by)
     try:
         return int(module.run(args) or 0)
     except UserError as exc:
@@ -95,4 +100,33 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("mlbuild: interrupted; everything finished so far is cached", file=sys.stderr)
-        return 130
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
+    except BrokenPipeError:
+        # The reader went away (`mlbuild builds --json | head`): not an error of ours. Later
+        # writes, and the flush at exit, go nowhere instead of raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_on_signals(received: list[int]) -> dict[int, Any]:
+    """SIGTERM and SIGHUP end a command as Ctrl-C does (steps stopped, the build recorded as
+    interrupted, no worker left behind); a second one kills at once. The signal is appended to
+    ``received``; returns the handlers to put back."""
+    previous: dict[int, Any] = {}
+
+    def stop(signum: int, frame: object) -> None:
+        received.append(signum)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, stop)
+    return previous

@@ -50,6 +50,7 @@ class ActionOutcome(msgspec.Struct):
     error: str | None = None
     error_kind: Literal["step", "input", "output", "lost", "infra"] | None = None
     pickled: bool = False
+    seconds: float | None = None  # the step's run time on the runner's monotonic clock
 
 
 class Executor(Protocol):

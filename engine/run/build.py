@@ -27,7 +27,7 @@ from mlbuild.engine.keys.actions import ActionFactory
 from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.plan.planner import Plan
 from mlbuild.engine.plan.workspace import OUTPUT_DIR, Workspace
-from mlbuild.engine.run import provenance
+from mlbuild.engine.run import build_record
 from mlbuild.engine.run.materialize import Materializer
 from mlbuild.engine.run.progress import Reporter
 
@@ -121,22 +121,9 @@ class Builder:
         return self._executor
 
     def run(self, plan: Plan) -> BuildResult:
-        now = time.time()
-        commit, dirty = provenance.git_state(self.ws.root)
-        record = BuildRecord(
-            id=provenance.new_build_id(now),
-            started=now,
-            finished=None,
-            status="running",
-            user=provenance.user(),
-            host=provenance.host(),
-            workspace=str(self.ws.root),
-            argv=self.options.argv,
-            targets=[str(label) for label in plan.requested],
-            git_commit=commit,
-            git_dirty=dirty,
-            executor=self.executor_name,
-            overrides=self.options.overrides,
+        clock = time.monotonic()  # durations: one monotonic clock, never a difference of two hosts' times
+        record = build_record.new_record(
+            self.ws, plan, time.time(), self.options.argv, self.options.overrides, self.executor_name
         )
         if self.options.record:
             self.store.index.put_build(record)
@@ -145,20 +132,25 @@ class Builder:
         try:
             state.loop()
             record.status = "failed" if state.failures else "succeeded"
+            build_record.close_unfinished(record, [], state.stopped_because())
         except KeyboardInterrupt:
             record.status = "interrupted"
+            build_record.close_unfinished(record, state.running_steps(), "the build was interrupted")
             raise
-        except BaseException:
+        except BaseException as exc:
             # An executor that could not start (an unreachable cluster, say) ends the build too.
             record.status = "failed"
+            build_record.close_unfinished(record, state.running_steps(), f"the build failed: {type(exc).__name__}")
             raise
         finally:
             record.finished = time.time()
+            record.seconds = time.monotonic() - clock
             self.factory.flush()
             if state.hits:
                 self.store.index.touch(state.hits)
             if self.options.record:
                 self.store.index.put_build(record)
+                self.store.index.put_edges(record.edges)
             if self._executor is not None:
                 self._executor.close()
         result = BuildResult(record, {str(k): v for k, v in state.results.items()}, state.failures)
@@ -324,7 +316,7 @@ class _BuildState:
     def submit(self, label: Label, spec: Any) -> None:
         self.b.reporter.action_started(str(label))
         fut = self.b.executor.submit(spec)
-        self.running[fut] = (label, spec, time.time())
+        self.running[fut] = (label, spec, time.monotonic())
         fut.add_done_callback(self.finished.put)
 
     def reexecute(self, dep: Label, waiting: Label) -> None:
@@ -340,7 +332,7 @@ class _BuildState:
         self.resolve(dep)
 
     def finish(self, label: Label, spec: Any, outcome: ActionOutcome, started: float) -> None:
-        seconds = (outcome.finished or time.time()) - started
+        seconds = time.monotonic() - started
         if outcome.error is not None:
             self.fail(label, spec.key, outcome, seconds)
             return
@@ -357,6 +349,8 @@ class _BuildState:
             executor=self.b.executor_name,
             pickled=outcome.pickled,
             sources={i.name: i.path for i in spec.inputs if i.path is not None},
+            producers=build_record.producer_keys(self.plan, label, self.results),
+            seconds=outcome.seconds,
         )
         self.b.store.index.put_action(result)
         if self.b.remote is not None:
@@ -364,6 +358,7 @@ class _BuildState:
         self.complete(label, result, "executed", seconds)
 
     def complete(self, label: Label, result: ActionResult, status: Any, seconds: float) -> None:
+        build_record.add_edges(self.record, result.key, build_record.producer_keys(self.plan, label, self.results))
         self.results[label] = result
         self.record.actions.append(
             BuildAction(label=str(label), key=result.key, status=status, seconds=seconds, log_digest=result.log_digest)
@@ -398,10 +393,19 @@ class _BuildState:
             d = todo.pop()
             if d not in self.failed:
                 self.failed.add(d)
-                self.record.actions.append(BuildAction(label=str(d), key=None, status="skipped"))
+                self.record.actions.append(BuildAction(label=str(d), key=None, status="skipped", because=str(label)))
                 todo.extend(self.plan.dependents[d])
         if not self.b.options.keep_going:
             self.stop = True
+
+    def running_steps(self) -> list[tuple[str, str]]:
+        """(label, key) of every step submitted and not finished."""
+        return [(str(label), spec.key) for label, spec, _ in self.running.values()]
+
+    def stopped_because(self) -> str:
+        """Why steps a finished build has no entry for never ran (a failure without --keep-going)."""
+        failed = [a.label for a in self.record.actions if a.status == "failed"]
+        return f"the build stopped after {failed[0]} failed (no --keep-going)" if failed else "the build ended before it"
 
     def _log_tail(self, digest: str | None, lines: int = 30) -> str:
         if not digest:

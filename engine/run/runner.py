@@ -146,7 +146,7 @@ def _format_error(exc: BaseException, workspace: str) -> str:
 
 def run_action(spec: ActionSpec, cas: CAS) -> ActionOutcome:
     """Run ``spec``; never raises for a failure of the step itself."""
-    started = time.time()
+    started, clock = time.time(), time.monotonic()
     outcome = ActionOutcome(key=spec.key, started=started, host=socket.gethostname())
     with contextlib.ExitStack() as stack:
         # A named file that grows while the step runs: the UI follows it (engine/run/live_logs.py).
@@ -180,6 +180,7 @@ def run_action(spec: ActionSpec, cas: CAS) -> ActionOutcome:
         if text:
             outcome.log_digest = cas.put_bytes(text)
     outcome.finished = time.time()
+    outcome.seconds = time.monotonic() - clock  # wall-clock times may step backwards; this cannot
     return outcome
 
 
