@@ -323,6 +323,25 @@ def test_corrupt_upstream_blob_is_rebuilt_not_used(ws: Path, tmp_cache_dir: Path
     assert summary["outputs"]["//pkg:total"] == first["outputs"]["//pkg:total"]
 
 
+def test_two_steps_that_lose_one_upstream_rebuild_it_once(ws: Path, tmp_cache_dir: Path) -> None:
+    build = ws / "pkg" / "BUILD.py"
+    build.write_text(build.read_text() + 'target(name="total2", rule="rules.py:total", inputs={"numbers": ":scaled"})\n')
+    first = build_json(ws, "//pkg:total", "//pkg:total2")
+    from mlbuild.cache.store import LocalStore
+
+    store = LocalStore(tmp_cache_dir)
+    scaled = next(r for r in store.index.iter_actions() if r.label == "//pkg:scaled")
+    store.close()
+    (tmp_cache_dir / "cas" / scaled.outputs[0].digest[:2] / scaled.outputs[0].digest).unlink()
+    rules = ws / "pkg" / "rules.py"
+    rules.write_text(rules.read_text().replace('print("summing"', 'print("adding"'))
+    proc = mlbuild(ws, "//pkg:total", "//pkg:total2", "--json", "-j", "2")
+    summary = json.loads(proc.stdout)
+    assert proc.stderr.count("//pkg:scaled: cached outputs are missing or corrupt; rebuilding it") == 1
+    assert summary["actions"] == {"total": 4, "cached": 1, "remote_hits": 0, "executed": 3, "failed": 0, "skipped": 0}
+    assert summary["outputs"] == first["outputs"]
+
+
 def test_show_never_runs_a_step(ws: Path) -> None:
     proc = mlbuild(ws, "show", "//pkg:total", check=False)
     assert proc.returncode == 2

@@ -36,6 +36,7 @@ from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, Executor
 from mlbuild.engine.keys.actions import ActionFactory
 from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.plan.planner import Plan
+from mlbuild.engine.run.scheduler import Scheduler
 
 __all__ = ["ActionCheck", "OutputCheck", "VerifyReport", "Verifier", "compare_outputs", "format_report", "refs_intact"]
 
@@ -190,26 +191,26 @@ class Verifier:
         those of its direct dependencies that are also in ``labels``. ``prepare`` returning
         None means: nothing to run for this label."""
         chosen = set(labels)
-        pending = list(labels)
-        done: set[Label] = set()
+        sched: Scheduler[Label] = Scheduler(
+            {label: [d for d in plan.targets[label].deps() if d in chosen] if ordered else [] for label in labels}
+        )
         running: dict[Future[ActionOutcome], Label] = {}
-        while pending or running:
-            for label in list(pending):
-                if ordered and any(d in chosen and d not in done for d in plan.targets[label].deps()):
-                    continue
-                pending.remove(label)
+        while True:
+            for label in sched.take():
                 spec = prepare(label)
                 if spec is None:
-                    done.add(label)
-                    continue
-                running[self.executor.submit(spec)] = label
+                    sched.done(label)
+                else:
+                    running[self.executor.submit(spec)] = label
             if not running:
-                continue
+                if sched.has_ready():
+                    continue
+                return
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in finished:
                 label = running.pop(fut)
                 finish(label, fut.result())
-                done.add(label)
+                sched.done(label)
 
     # -- against the record -----------------------------------------------------------------
 

@@ -20,8 +20,13 @@ from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.hashgraph import HashGraph
 from mlbuild.engine.inspect.keydiff import Cause, KeyDiffer, same_change
-from mlbuild.engine.plan.labels import Label
-from mlbuild.engine.plan.workspace import Workspace
+from mlbuild.engine.keys.action_key import action_key, canonical_config, make_key_spec
+from mlbuild.engine.keys.actions import ActionFactory
+from mlbuild.engine.keys.environment import env_digest
+from mlbuild.engine.plan.labels import Label, parse_label
+from mlbuild.engine.plan.planner import plan
+from mlbuild.engine.plan.workspace import FileInput, Target, Workspace
+from mlbuild.engine.run.scheduler import Scheduler
 
 __all__ = [
     "ActionExplanation",
@@ -162,13 +167,6 @@ def explain_dry_run(ws: Workspace, store: LocalStore, label: str, graph: HashGra
     would-be rebuild has no key yet, and is listed as a rebuild because of that input (a
     rebuilt upstream whose output came out identical would, in fact, leave it cached).
     """
-    from mlbuild.engine.keys.action_key import action_key, canonical_config, make_key_spec
-    from mlbuild.engine.keys.actions import ActionFactory
-    from mlbuild.engine.keys.environment import env_digest
-    from mlbuild.engine.plan.labels import parse_label
-    from mlbuild.engine.plan.planner import plan
-    from mlbuild.engine.plan.workspace import FileInput
-
     graph = graph or HashGraph(store)
     differ = KeyDiffer(graph)
     the_plan = plan(ws, [parse_label(label)])
@@ -180,44 +178,61 @@ def explain_dry_run(ws: Workspace, store: LocalStore, label: str, graph: HashGra
     factory = ActionFactory(ws, store, resolve_image=resolve_image)
     results: dict[Label, ActionResult] = {}
     pending_roots: dict[str, list[Cause]] = {}
-    out: list[ActionExplanation] = []
-    for lab in the_plan.order:
-        target = the_plan.targets[lab]
-        text = str(lab)
-        waiting = [d for d in target.deps() if d not in results]
-        if not waiting:
-            spec, _, _ = factory.key_spec(target, results, target.config)
-            key = action_key(spec)
-            hit = graph.action(key)
-            if hit is not None:
-                results[lab] = hit
-                out.append(ActionExplanation(text, key, "up_to_date"))
-                continue
-        else:
-            info = factory.rule_info(target)
-            factory.check_signature(target, info)
-            env = factory.env_manifest(target, info)
-            store.cas.put_bytes(canonical_bytes(env))
-            known = {n: r for n, r in target.inputs.items() if isinstance(r, FileInput) or r in results}
-            partial = msgspec.structs.replace(target, inputs=known)
-            spec = make_key_spec(
-                rule=target.rule_id,
-                code=info.code,
-                inputs=factory.input_digests(partial, results),
-                config=canonical_config(target.config, text),
-                env=env_digest(env),
-            )
-            key = None
-        sources = {n: r.path for n, r in target.inputs.items() if isinstance(r, FileInput)}
-        causes = _dry_causes(graph, differ, text, key, spec, sources)
-        for name, ref in target.inputs.items():
-            if not isinstance(ref, FileInput) and ref not in results:
-                causes.append(Cause("input", name, change="changed", upstream=str(ref), because=pending_roots.get(str(ref), [])))
-        previous = graph.latest_key(text)
-        out.append(ActionExplanation(text, key, "would_rebuild", causes, previous[0] if previous else None, previous[1] if previous else None))
-        pending_roots[text] = _roots_of(text, causes, pending_roots)
+    out: dict[Label, ActionExplanation] = {}
+    sched: Scheduler[Label] = Scheduler({lab: the_plan.targets[lab].deps() for lab in the_plan.order})
+    while sched.has_ready():
+        for lab in sched.take():
+            _dry_explain(graph, differ, factory, the_plan.targets[lab], results, pending_roots, out)
+            sched.done(lab)
     factory.flush()
-    return Explanation(label, None, True, out)
+    return Explanation(label, None, True, [out[lab] for lab in the_plan.order])
+
+
+def _dry_explain(
+    graph: HashGraph,
+    differ: KeyDiffer,
+    factory: ActionFactory,
+    target: Target,
+    results: dict[Label, ActionResult],
+    pending_roots: dict[str, list[Cause]],
+    out: dict[Label, ActionExplanation],
+) -> None:
+    """One action of a dry run, once its dependencies are explained: up to date (its key is
+    cached, so its result feeds the keys below) or a would-be rebuild and its causes."""
+    lab = target.label
+    text = str(lab)
+    waiting = [d for d in target.deps() if d not in results]
+    if not waiting:
+        spec, _, _ = factory.key_spec(target, results, target.config)
+        key = action_key(spec)
+        hit = graph.action(key)
+        if hit is not None:
+            results[lab] = hit
+            out[lab] = ActionExplanation(text, key, "up_to_date")
+            return
+    else:
+        info = factory.rule_info(target)
+        factory.check_signature(target, info)
+        env = factory.env_manifest(target, info)
+        factory.store.cas.put_bytes(canonical_bytes(env))
+        known = {n: r for n, r in target.inputs.items() if isinstance(r, FileInput) or r in results}
+        partial = msgspec.structs.replace(target, inputs=known)
+        spec = make_key_spec(
+            rule=target.rule_id,
+            code=info.code,
+            inputs=factory.input_digests(partial, results),
+            config=canonical_config(target.config, text),
+            env=env_digest(env),
+        )
+        key = None
+    sources = {n: r.path for n, r in target.inputs.items() if isinstance(r, FileInput)}
+    causes = _dry_causes(graph, differ, text, key, spec, sources)
+    for name, ref in target.inputs.items():
+        if not isinstance(ref, FileInput) and ref not in results:
+            causes.append(Cause("input", name, change="changed", upstream=str(ref), because=pending_roots.get(str(ref), [])))
+    previous = graph.latest_key(text)
+    out[lab] = ActionExplanation(text, key, "would_rebuild", causes, previous[0] if previous else None, previous[1] if previous else None)
+    pending_roots[text] = _roots_of(text, causes, pending_roots)
 
 
 def _dry_causes(graph: HashGraph, differ: KeyDiffer, label: str, key: str | None, spec: KeySpec, sources: dict[str, str]) -> list[Cause]:

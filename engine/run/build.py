@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -30,6 +29,7 @@ from mlbuild.engine.plan.workspace import OUTPUT_DIR, Workspace
 from mlbuild.engine.run import build_record
 from mlbuild.engine.run.materialize import Materializer
 from mlbuild.engine.run.progress import Reporter
+from mlbuild.engine.run.scheduler import Scheduler
 
 
 class RemoteSessionLike(Protocol):
@@ -199,13 +199,11 @@ class _BuildState:
         self.record = record
         self.results: dict[Label, ActionResult] = {}
         self.failures: dict[str, str] = {}
-        self.failed: set[Label] = set()
+        # Each target waits on its direct dependencies; the scheduler hands out ready ones.
+        self.sched: Scheduler[Label] = Scheduler({label: plan.targets[label].deps() for label in plan.order})
         self.hits: list[str] = []
-        self.waiting = {label: len(plan.targets[label].deps()) for label in plan.order}
-        self.ready = deque(label for label in plan.order if self.waiting[label] == 0)
         self.running: dict[Future[ActionOutcome], tuple[Label, Any, float]] = {}
         self.specs: dict[Label, Any] = {}
-        self.fresh: list[Label] = list(self.ready)  # ready, not yet looked up remotely
         # Filled by the futures' done-callbacks: waiting costs O(1) per action, where
         # concurrent.futures.wait over every running future costs O(running) per wake-up.
         self.finished: SimpleQueue[Future[ActionOutcome]] = SimpleQueue()
@@ -214,11 +212,16 @@ class _BuildState:
 
     def loop(self) -> None:
         self.b.reporter.start(len(self.plan.order))
-        while self.ready or self.running:
-            while self.ready and not self.stop:
-                if self.fresh:
-                    self._prefetch_remote()
-                self.resolve(self.ready.popleft())
+        while True:
+            while self.sched.has_ready() and not self.stop:
+                # One batch: everything that became ready since the last; its remote lookups
+                # start together, in the background, before the first is resolved.
+                batch = self.sched.take()
+                self._prefetch_remote(batch)
+                for label in batch:
+                    if self.stop:
+                        break
+                    self.resolve(label)
             if not self.running:
                 break
             for fut in self._finished(timeout=0.5):
@@ -258,10 +261,9 @@ class _BuildState:
             self.specs[label] = self.b.factory.action_spec(target, key_spec, info, env, self.results)
         return self.specs[label]
 
-    def _prefetch_remote(self) -> None:
+    def _prefetch_remote(self, fresh: list[Label]) -> None:
         """Ask the remote, in the background, about the actions that just became ready and that
         the local cache lacks: lookups overlap instead of costing a round trip each."""
-        fresh, self.fresh = self.fresh, []
         if self.b.remote is None or self.b.options.no_cache:
             return
         keys = [self._spec(label).key for label in fresh]
@@ -270,6 +272,11 @@ class _BuildState:
 
     def resolve(self, label: Label) -> None:
         target = self.plan.targets[label]
+        gone = next((dep for dep in target.deps() if dep not in self.results), None)
+        if gone is not None:
+            # An upstream being resolved again for another target: wait for it too.
+            self.reexecute(gone, label)
+            return
         spec = self._spec(label)
         if not self.b.options.no_cache:
             hit = self.b.store.index.get_action(spec.key)
@@ -320,16 +327,16 @@ class _BuildState:
         fut.add_done_callback(self.finished.put)
 
     def reexecute(self, dep: Label, waiting: Label) -> None:
-        """A cached upstream's blobs are gone or corrupt: forget that entry and run it again."""
+        """A cached upstream's blobs are gone or corrupt: forget that entry and resolve it again
+        (from the remote, or by running it); ``waiting`` is resolved again once it is done."""
+        self.specs.pop(waiting, None)  # its key depends on what the upstream gives this time
+        if not self.sched.wait_for(waiting, dep):
+            return  # already being resolved again for another target
         old = self.results.pop(dep)
         self.b.store.index.delete_action(old.key)
         self.b.reporter.write(f"{dep}: cached outputs are missing or corrupt; rebuilding it")
         self.record.actions = [a for a in self.record.actions if a.label != str(dep)]
         self.b.reporter.done -= 1
-        self.waiting[waiting] += 1
-        # With its local entry gone, resolving it again takes it from the remote or runs it;
-        # `waiting` becomes ready again when it completes.
-        self.resolve(dep)
 
     def finish(self, label: Label, spec: Any, outcome: ActionOutcome, started: float) -> None:
         seconds = time.monotonic() - started
@@ -364,11 +371,7 @@ class _BuildState:
             BuildAction(label=str(label), key=result.key, status=status, seconds=seconds, log_digest=result.log_digest)
         )
         self.b.reporter.action_finished(str(label), status, seconds)
-        for dependent in self.plan.dependents[label]:
-            self.waiting[dependent] -= 1
-            if self.waiting[dependent] == 0 and dependent not in self.failed:
-                self.ready.append(dependent)
-                self.fresh.append(dependent)
+        self.sched.done(label)
 
     def fail(self, label: Label, key: str, outcome: ActionOutcome, seconds: float) -> None:
         message = outcome.error or "failed"
@@ -386,15 +389,9 @@ class _BuildState:
         )
         self.b.reporter.action_finished(str(label), "failed", seconds)
         self.b.reporter.action_failed(str(label), text)
-        self.failed.add(label)
         # Everything downstream is skipped; independent targets go on only with --keep-going.
-        todo = list(self.plan.dependents[label])
-        while todo:
-            d = todo.pop()
-            if d not in self.failed:
-                self.failed.add(d)
-                self.record.actions.append(BuildAction(label=str(d), key=None, status="skipped", because=str(label)))
-                todo.extend(self.plan.dependents[d])
+        for skipped in self.sched.fail(label):
+            self.record.actions.append(BuildAction(label=str(skipped), key=None, status="skipped", because=str(label)))
         if not self.b.options.keep_going:
             self.stop = True
 
