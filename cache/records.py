@@ -1,4 +1,22 @@
-"""Every record mlbuild stores or sends, as msgspec Structs."""
+"""Every record the cache stores, as msgspec Structs (the records an executor is sent and
+sends back are in ``engine/interfaces.py``).
+
+Versioning (MUST for every new record or change):
+
+- A record stored on its own (``ActionResult``, ``BuildRecord``, ``RemoteStats``) has a
+  ``schema`` field whose default is the version of the records written before the field
+  existed, so old bytes still decode; a writer of a newer version sets it. A change that old
+  readers cannot ignore bumps that record's constant below. Never reuse a removed field's name.
+- A record nested in another (``ArtifactRef``, ``BuildAction``, ``PlannedStep``, ``Edge``,
+  ``FunctionEntry``) is versioned by the record that holds it.
+- A record whose bytes are hashed (``KeySpec`` and the ``CodeManifest``/``EnvManifest`` whose
+  digests it holds) is versioned by ``KEY_SCHEMA``: changing any of them changes keys, so it
+  bumps ``KEY_SCHEMA`` (``tests/test_keys.py`` pins golden digests to catch an accident). A
+  tree blob (a list of ``TreeEntry``) is versioned by its ``ArtifactRef`` codec name (``tree``
+  is version 1; another layout would be another codec), since its digest is an output digest.
+
+Records are frozen, except where the code says why not.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +25,11 @@ from typing import Any, Literal
 import msgspec
 
 KEY_SCHEMA = 1
+# Action results: 1 = every result so far (``producers`` and ``seconds`` are optional and read
+# as unknown when absent).
+ACTION_SCHEMA = 1
+# ``RemoteStats`` kept in the index's memo table.
+REMOTE_STATS_SCHEMA = 1
 # Build records: 1 = no schema field (no plan, no edges, no workspace id); 2 = the build's
 # graph is recorded as it is planned and resolved (``plan``, ``edges``), and its process.
 BUILD_SCHEMA = 2
@@ -70,7 +93,7 @@ class KeySpec(msgspec.Struct, frozen=True):
     env: str
 
 
-class ActionResult(msgspec.Struct):
+class ActionResult(msgspec.Struct, frozen=True):
     """What the action cache holds under an action key."""
 
     key: str
@@ -91,6 +114,7 @@ class ActionResult(msgspec.Struct):
     # mlbuild kept producers, so the upstream of such a result is unknown, not guessed.
     producers: dict[str, str] | None = None
     seconds: float | None = None  # how long the step ran, on the worker's monotonic clock
+    schema: int = 1  # see ACTION_SCHEMA
 
     def result_digest(self) -> str:
         """The digest a downstream action sees for this whole result."""
@@ -102,7 +126,7 @@ class ActionResult(msgspec.Struct):
         return next((o for o in self.outputs if o.name == name), None)
 
 
-class BuildAction(msgspec.Struct):
+class BuildAction(msgspec.Struct, frozen=True):
     """One action of a recorded build."""
 
     label: str
@@ -133,7 +157,15 @@ class Edge(msgspec.Struct, frozen=True, array_like=True):
 
 
 class BuildRecord(msgspec.Struct):
-    """One invocation of a build: who, when, where, what, and each action's fate."""
+    """One invocation of a build: who, when, where, what, and each action's fate.
+
+    Not frozen: it is the live state of a running build, rewritten into the index every half
+    second so that ``mlbuild ui`` and ``builds`` can follow it. It gains one ``BuildAction`` per
+    step; rebuilding a frozen record per step would copy the whole actions list each time
+    (quadratic for a 10,000-step build). Only the build loop mutates it, and only while its
+    build runs; once ``finished`` is set only ``mlbuild rerun`` writes it once more, to add
+    ``rerun_of``.
+    """
 
     id: str
     started: float
@@ -161,7 +193,13 @@ class BuildRecord(msgspec.Struct):
 
 
 class RemoteStats(msgspec.Struct, kw_only=True):
-    """What one build or command did with the remote cache; kept for ``mlbuild cache stats``."""
+    """What one build or command did with the remote cache; kept for ``mlbuild cache stats``.
+
+    Not frozen: the remote session's counters, incremented (under its lock) as transfers
+    happen, then stored once when the session closes.
+    """
+
+    schema: int = 1  # see REMOTE_STATS_SCHEMA
 
     url: str = ""
     state: Literal["unused", "available", "unavailable"] = "unused"

@@ -1,7 +1,9 @@
 """The two interfaces through which the engine reaches backends: executors and remote caches.
 
 Records sent to an executor are msgspec Structs, so any backend (a process pool, a
-container, a Ray task) can carry them as bytes.
+container, a Ray task) can carry them as bytes. Each top-level one has a ``schema`` field,
+defaulting to the version of the records sent before the field existed (see the versioning
+rules in ``cache/records.py``); ``InputSpec`` is versioned by the ``ActionSpec`` holding it.
 """
 
 from __future__ import annotations
@@ -36,10 +38,16 @@ class ActionSpec(msgspec.Struct, frozen=True):
     key_spec: KeySpec
     workspace: str  # absolute path of the workspace root, as seen by the runner
     image: str | None = None  # the image digest, for container executors
+    schema: int = 1
 
 
 class ActionOutcome(msgspec.Struct):
-    """What running an action produced: outputs in the CAS, or an error."""
+    """What running an action produced: outputs in the CAS, or an error.
+
+    Not frozen: the runner fills it in as the step goes (error, outputs, log, times), and a
+    backend may add to ``error`` what it knows of a lost worker. It is never stored as such:
+    the build copies its fields into a (frozen) ``ActionResult``.
+    """
 
     key: str
     outputs: list[ArtifactRef] = []
@@ -51,6 +59,7 @@ class ActionOutcome(msgspec.Struct):
     error_kind: Literal["step", "input", "output", "lost", "infra"] | None = None
     pickled: bool = False
     seconds: float | None = None  # the step's run time on the runner's monotonic clock
+    schema: int = 1
 
 
 class Executor(Protocol):

@@ -120,3 +120,50 @@ def test_struct_field_order_does_not_matter() -> None:
     spec = lambda config: make_key_spec("r.py:f", "0" * 32, {}, config, "1" * 32)  # noqa: E731
     assert action_key(spec(ab)) == action_key(spec(ba))
     assert action_key(spec(ab)) != action_key(spec(canonical_config(AB(2, {"y": 2, "x": 1}), "//t:t")))
+
+
+# Golden digests: a fixed record gives a fixed digest, in any process, on any machine. A failure
+# here means the key schema changed (every cached result would be missed): if that is meant,
+# bump KEY_SCHEMA (cache/records.py) and update the digests; if not, the change is a bug.
+GOLDEN_SPEC = dict(
+    rule="models/train.py:train",
+    code="0" * 32,
+    inputs={"split": "1" * 32, "data": "2" * 32},
+    config={"epochs": 3, "optim": {"lr": 0.05, "name": "sgd"}},
+    env="3" * 32,
+)
+
+
+def test_golden_action_key() -> None:
+    from mlbuild.cache.records import KEY_SCHEMA
+
+    assert KEY_SCHEMA == 1
+    assert action_key(make_key_spec(**GOLDEN_SPEC)) == "4b7b3e0e6f8e283ef829ad0b1932e878"  # type: ignore[arg-type]
+
+
+def test_golden_manifest_digests() -> None:
+    """The code and environment digests in a key are digests of these manifests' bytes."""
+    from mlbuild.cache.digest import canonical_bytes, digest_bytes
+    from mlbuild.cache.records import CodeManifest, EnvManifest, FunctionEntry
+
+    code = CodeManifest(
+        rule="models/train.py:train",
+        functions=[FunctionEntry("models.train.train", "models/train.py", "4" * 32)],
+        imports=["numpy"],
+    )
+    assert digest_bytes(canonical_bytes(code)) == "e4fd505394df9c787ec99ac483c82e15"
+    host = EnvManifest(python="3.11.7", packages={"numpy": "1.26.4"})
+    assert digest_bytes(canonical_bytes(host)) == "3e9a49575245e502f94ca6d15e4f2645"
+    image = EnvManifest(image="sha256:" + "5" * 64)
+    assert digest_bytes(canonical_bytes(image)) == "7dd31e7f8e7355de2dfd59d0e9a1530d"
+
+
+def test_golden_tree_digest(tmp_path: Any) -> None:
+    """A files output's digest is its tree blob's: its layout is pinned too (codec ``tree``)."""
+    from mlbuild.cache.cas import CAS
+    from mlbuild.cache.trees import put_tree
+
+    (tmp_path / "out" / "a").mkdir(parents=True)
+    (tmp_path / "out" / "a" / "b.txt").write_bytes(b"abc")
+    digest, size = put_tree(CAS(tmp_path / "cas"), tmp_path / "out")
+    assert (digest, size) == ("b62043b72dca9af8fdfb558b2de2f3cc", 3)
