@@ -44,8 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
+# `from support.cli import mlbuild`: the helpers in tests/support/ are a package on this path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 ENV_FILE = Path(os.environ.get("MLBUILD_CI_ENV", "/tmp/mlbuild-ci.env"))
 SERVICES = REPO / ".ci" / "services.sh"
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -64,6 +67,12 @@ _SERVICE_MARKERS = {
     "chromium_launch_kwargs": "browser",
     "browser": "browser",
 }
+
+
+# Hypothesis: no per-example deadline and no "input generation is slow" health check. Both
+# fail a test on wall time, and this suite shares small machines; the properties stay checked.
+settings.register_profile("mlbuild", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("mlbuild")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -160,6 +169,17 @@ def tmp_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "mlbuild-cache"
     monkeypatch.setenv("MLBUILD_CACHE_DIR", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _close_index_handles() -> Iterator[None]:
+    """Commands run in this process leave their LMDB index open (a process would exit): close
+    what the test opened and left (see ``support/index_handles.py``)."""
+    from support import index_handles
+
+    before = index_handles.snapshot()
+    yield
+    index_handles.close_opened_since(before)
 
 
 # --------------------------------------------------------------------------- docker

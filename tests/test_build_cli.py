@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from support.cli import mlbuild, mlbuild_process
+from support.workspace import write_workspace
+
 RULES = '''
 from pathlib import Path
 from mlbuild import rule, Config
@@ -67,29 +70,13 @@ target(name="text", rule="rules.py:read_file", inputs={"path": File("data.txt")}
 '''
 
 
-def mlbuild(ws: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True, timeout=300
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"mlbuild {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 def build_json(ws: Path, *args: str) -> dict[str, Any]:
-    proc = mlbuild(ws, *args, "--json")
-    return json.loads(proc.stdout)
+    return mlbuild(ws, *args, "--json").json()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    (root / "pkg").mkdir(parents=True)
-    (root / "mlbuild.toml").write_text("[workspace]\nname = 'test'\n")
-    (root / "pkg" / "rules.py").write_text(RULES)
-    (root / "pkg" / "BUILD.py").write_text(BUILD)
-    (root / "pkg" / "data.txt").write_text("hello")
-    return root
+    return write_workspace(tmp_path / "ws", {"pkg/rules.py": RULES, "pkg/BUILD.py": BUILD, "pkg/data.txt": "hello"})
 
 
 def test_build_then_noop_then_partial_rebuild(ws: Path) -> None:
@@ -143,8 +130,9 @@ def test_noop_build_imports_no_rule_module(ws: Path, tmp_path: Path) -> None:
     (site / "heavy_dependency.py").write_text(f"open({str(marker)!r}, 'a').write('imported\\n')\n")
     rules = ws / "pkg" / "rules.py"
     rules.write_text("import heavy_dependency\n" + rules.read_text())
-    env = dict(os.environ, PYTHONPATH=str(site))
-    subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:total", "-q"], cwd=ws, env=env, check=True, capture_output=True)
+    # A process of its own: what a no-op build imports is only visible in a fresh interpreter.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    mlbuild_process(ws, "//pkg:total", "-q", env=env)
     assert marker.exists()  # the cold build ran the steps, which imported it
     marker.unlink()
     probe = textwrap.dedent("""
@@ -300,7 +288,7 @@ def test_show_clean_and_gc(ws: Path, tmp_cache_dir: Path) -> None:
 def test_version_and_module_entry_point(ws: Path) -> None:
     out = subprocess.run(["mlbuild", "--version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("mlbuild ")
-    assert "build" in mlbuild(ws, "--help").stdout
+    assert "build" in mlbuild_process(ws, "--help").stdout
 
 
 def test_corrupt_upstream_blob_is_rebuilt_not_used(ws: Path, tmp_cache_dir: Path) -> None:
@@ -381,11 +369,8 @@ def test_interrupt_stops_running_steps_and_keeps_finished_ones(tmp_path: Path) -
     import signal
     import time
 
-    root = tmp_path / "iws"
-    (root / "p").mkdir(parents=True)
-    (root / "mlbuild.toml").write_text("")
     marker = tmp_path / "slow-finished"
-    (root / "p" / "rules.py").write_text(textwrap.dedent(f"""
+    root = write_workspace(tmp_path / "iws", {"mlbuild.toml": "", "p/rules.py": textwrap.dedent(f"""
         import time
         from pathlib import Path
         from mlbuild import rule
@@ -399,15 +384,15 @@ def test_interrupt_stops_running_steps_and_keeps_finished_ones(tmp_path: Path) -
             time.sleep(120)
             Path({str(marker)!r}).write_text("done")
             return x
-    """))
-    (root / "p" / "BUILD.py").write_text(
+    """), "p/BUILD.py": (
         'from mlbuild import target\n'
         'target(name="fast", rule="rules.py:fast")\n'
         'target(name="slow", rule="rules.py:slow", inputs={"x": ":fast"})\n'
-    )
+    )})
     log = tmp_path / "build.log"
     with open(log, "w") as out:
-        # Only the mlbuild process gets SIGINT (not its process group), as from `kill -INT`.
+        # A process of its own, on the local executor (its workers are what must be stopped);
+        # only the mlbuild process gets SIGINT (not its process group), as from `kill -INT`.
         proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "//p:slow"], cwd=root, stdout=out, stderr=out,
                                 start_new_session=True)
     deadline = time.monotonic() + 60
@@ -425,11 +410,8 @@ def test_interrupt_stops_running_steps_and_keeps_finished_ones(tmp_path: Path) -
 
 @pytest.mark.parametrize("retries", [0, 1])
 def test_lost_worker_is_retried_per_the_rule(tmp_path: Path, retries: int) -> None:
-    root = tmp_path / "rws"
-    (root / "p").mkdir(parents=True)
-    (root / "mlbuild.toml").write_text("")
     marker = tmp_path / "first-attempt"
-    (root / "p" / "rules.py").write_text(textwrap.dedent(f"""
+    root = write_workspace(tmp_path / "rws", {"mlbuild.toml": "", "p/rules.py": textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
         from mlbuild import rule
@@ -441,9 +423,9 @@ def test_lost_worker_is_retried_per_the_rule(tmp_path: Path, retries: int) -> No
                 first.write_text("x")
                 os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-step
             return 7
-    """))
-    (root / "p" / "BUILD.py").write_text('from mlbuild import target\ntarget(name="f", rule="rules.py:flaky")\n')
-    proc = mlbuild(root, "//p:f", "--json", check=False)
+    """), "p/BUILD.py": 'from mlbuild import target\ntarget(name="f", rule="rules.py:flaky")\n'})
+    # The local executor: losing a worker process is what this is about.
+    proc = mlbuild(root, "//p:f", "--json", check=False, executor="local")
     if retries:
         assert proc.returncode == 0 and json.loads(proc.stdout)["actions"]["executed"] == 1
     else:

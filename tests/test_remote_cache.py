@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import threading
 from pathlib import Path
 
@@ -25,8 +24,7 @@ from mlbuild.engine.interfaces import InvalidEntry
 from mlbuild.remote.fsspec_cache import FsspecRemoteCache
 from mlbuild.remote.signing import BadSignature, open_envelope, seal
 
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-from remote_ws import build, mlbuild, remote_files, write_workspace  # noqa: E402
+from support.remote_ws import build, mlbuild, remote_files, write_workspace
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ remote; the second builds //models:resnet executing nothing, with identical outp
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-from remote_ws import build  # noqa: E402
+from support.remote_ws import build
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "resnet"
 

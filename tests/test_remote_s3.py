@@ -25,8 +25,7 @@ from mlbuild.cache.digest import digest_bytes
 from mlbuild.cache.records import ActionResult, ArtifactRef, KeySpec
 from mlbuild.remote.fsspec_cache import FsspecRemoteCache
 
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-from remote_ws import build, write_workspace  # noqa: E402
+from support.remote_ws import build, write_workspace
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from mlbuild.engine.errors import UserError
 
 EXECUTORS: dict[str, str] = {
     "local": "mlbuild.engine.run.local_executor:LocalExecutor",
+    "inline": "mlbuild.engine.run.inline_executor:InlineExecutor",  # in this process: tests, debugging
     "docker": "mlbuild.remote.docker_executor:DockerExecutor",
     "ray": "mlbuild.remote.ray_executor:RayExecutor",
     "kuberay": "mlbuild.remote.kuberay.executor:KubeRayExecutor",

@@ -1,13 +1,13 @@
-"""Helpers for the remote-cache tests: a small workspace and the CLI run in a subprocess."""
+"""The remote-cache tests' small workspace, and the CLI run in it with a cache of its own."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from support import cli
+from support.workspace import write_workspace as _write
 
 RULES = '''
 from pathlib import Path
@@ -68,29 +68,20 @@ target(name="after", rule="rules.py:after", inputs={"total": ":gated"})
 
 
 def write_workspace(root: Path) -> Path:
-    (root / "pipe").mkdir(parents=True)
-    (root / "mlbuild.toml").write_text('[workspace]\nname = "remote-test"\n')
-    (root / "pipe" / "BUILD.py").write_text(BUILD)
-    (root / "pipe" / "rules.py").write_text(RULES)
-    return root
+    return _write(root, {"pipe/BUILD.py": BUILD, "pipe/rules.py": RULES}, name="remote-test")
 
 
-
-def mlbuild(ws: Path, *args: str, env: dict[str, str] | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in ``ws`` with a cache dir of its own (``<ws>/.cache-dir``)."""
-    full_env = {**os.environ, "MLBUILD_CACHE_DIR": str(ws.parent / f"{ws.name}-cache"), **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True,
-                          text=True, timeout=300, env=full_env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"mlbuild {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+def mlbuild(ws: Path, *args: str, env: Mapping[str, str] | None = None, check: bool = True) -> cli.Run:
+    """``mlbuild ARGS`` in ``ws`` (in this process) with a cache dir of its own, ``<ws>-cache``:
+    two workspaces are two machines sharing only the remote."""
+    return cli.mlbuild(ws, *args, check=check,
+                       env={"MLBUILD_CACHE_DIR": str(ws.parent / f"{ws.name}-cache"), **(env or {})})
 
 
-def build(ws: Path, *args: str, env: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
+def build(ws: Path, *args: str, env: Mapping[str, str] | None = None) -> tuple[dict[str, Any], str]:
     """``mlbuild build ARGS --json``: the JSON summary and stderr."""
-    proc = mlbuild(ws, "build", *args, "--json", env=env)
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+    run = mlbuild(ws, "build", *args, "--json", env=env)
+    return run.json(), run.stderr
 
 
 def remote_files(url: str, kind: str) -> list[Path]:
