@@ -152,7 +152,7 @@ def test_errors_are_one_clear_message(ws: Path) -> None:
     cases = {
         "//pkg:nope": "unknown target //pkg:nope",
         "//nopkg:x": "unknown package //nopkg",
-        "//pkg:total:x": "invalid target name",
+        "//pkg:total:x": "target name 'total:x' may hold only",
     }
     for label, message in cases.items():
         proc = mlbuild(ws, label, check=False)
