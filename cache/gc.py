@@ -21,18 +21,6 @@ class GcReport(msgspec.Struct):
     bytes_after: int
 
 
-def parse_size(text: str) -> int:
-    """``500M``, ``10G``, ``1.5GiB``, ``1024`` → bytes."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    num = t.rstrip("KMGT")
-    unit = t[len(num):]
-    try:
-        return int(float(num) * units[unit])
-    except (ValueError, KeyError):
-        raise ValueError(f"bad size {text!r}: use e.g. 500M, 10G") from None
-
-
 class _References:
     """The blobs an entry keeps alive: outputs (and tree members), its log, and the code and
     environment manifests of its key with the function sources they list (lineage and

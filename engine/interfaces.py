@@ -73,8 +73,8 @@ class Executor(Protocol):
 
 
 class RemoteCache(Protocol):
-    """A cache shared between machines. Any method may raise ``RemoteUnavailable`` or any
-    other error of its transport; ``get_action`` raises ``InvalidEntry`` for an entry that
+    """A cache shared between machines. Any method may raise any error of its transport (the
+    remote session turns each into "the remote is unavailable"); ``get_action`` raises ``InvalidEntry`` for an entry that
     exists but must not be used (bad signature, another action's entry, undecodable)."""
 
     url: str
@@ -96,10 +96,6 @@ class RemoteCache(Protocol):
         ...
 
     def push_blob(self, digest: str, src: str) -> None: ...
-
-
-class RemoteUnavailable(Exception):
-    """The remote cache could not be reached in time; the build goes on locally."""
 
 
 class InvalidEntry(Exception):

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
+from mlbuild.cache.sizes import parse_size
 from mlbuild.rules.rule import Resources
 
 __all__ = ["memory_bytes", "ray_options"]
 
-_UNITS = {
-    "": 1,
-    "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
-    "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50,
-}
-_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]i?)?b?\s*$", re.IGNORECASE)
-
-
 def memory_bytes(memory: str | int | None) -> int | None:
-    """``"4Gi"`` → 4294967296, ``"512M"`` → 512000000, ``"2g"`` → 2000000000; None stays None.
-
-    Kubernetes quantity suffixes (binary ``Ki``…``Pi``, decimal ``k``…``P``), case-insensitive,
-    with an optional trailing ``b``. ValueError for anything else."""
+    """A step's memory in bytes (``"4Gi"`` → 4294967296, ``"512M"`` → 512000000, see
+    ``cache/sizes.py``); None stays None."""
     if memory is None:
         return None
-    if isinstance(memory, int) and not isinstance(memory, bool):
-        if memory <= 0:
-            raise ValueError(f"memory must be positive, got {memory!r}")
-        return memory
-    m = _QUANTITY.match(str(memory))
-    if not m:
-        raise ValueError(f"memory {memory!r} is not a quantity like '4Gi' or '512M'")
-    value = int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    value = parse_size(memory, "memory")
     if value <= 0:
         raise ValueError(f"memory must be positive, got {memory!r}")
     return value

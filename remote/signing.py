@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
 import msgspec
 
-__all__ = ["ENVELOPE_SCHEMA", "BadSignature", "Envelope", "key_from_env", "open_envelope", "seal"]
+__all__ = ["ENVELOPE_SCHEMA", "BadSignature", "Envelope", "open_envelope", "seal"]
 
 ENVELOPE_SCHEMA = 1
 
@@ -33,12 +32,6 @@ class BadSignature(Exception):
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(Envelope)
-
-
-def key_from_env() -> bytes | None:
-    """The team key from ``MLBUILD_CACHE_KEY`` (its UTF-8 bytes), or None when unset or empty."""
-    raw = os.environ.get("MLBUILD_CACHE_KEY", "")
-    return raw.encode() if raw else None
 
 
 def _tag(key: bytes, entry: bytes) -> str:

@@ -75,9 +75,3 @@ def rule(
         return f
 
     return mark(fn) if fn is not None else mark
-
-
-def rule_options(fn: Callable[..., Any]) -> RuleOptions | None:
-    """The options ``fn`` was marked with, or None if it is not a rule."""
-    opts = getattr(fn, RULE_ATTR, None)
-    return opts if isinstance(opts, RuleOptions) else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import threading
 import time
 import uuid
@@ -45,7 +46,9 @@ from mlbuild.remote.kuberay.manifest import (
     WorkerGroup,
     build_manifest,
 )
-from mlbuild.remote.kuberay.schema import CrdSchema
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/: the helpers in tests/support
+from support.kuberay_schema import CrdSchema  # noqa: E402
 
 DIGEST = "sha256:" + "a1" * 32
 OTHER_DIGEST = "sha256:" + "b2" * 32

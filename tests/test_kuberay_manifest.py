@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ from mlbuild.remote.kuberay.manifest import (
     selector_for_reuse,
     spec_shape,
 )
-from mlbuild.remote.kuberay.schema import CrdSchema, ManifestInvalid, openapi_to_jsonschema
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/: the helpers in tests/support
+from support.kuberay_schema import CrdSchema, ManifestInvalid, openapi_to_jsonschema  # noqa: E402
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

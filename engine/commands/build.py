@@ -102,7 +102,7 @@ def execute(
     return result
 
 
-def json_summary(result: BuildResult, remote: Any = None) -> dict[str, Any]:
+def json_summary(result: BuildResult) -> dict[str, Any]:
     return {
         "build_id": result.record.id,
         "status": result.record.status,

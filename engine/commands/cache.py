@@ -11,7 +11,7 @@ from mlbuild.engine.errors import UserError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="cache_command", metavar="SUBCOMMAND", required=True)
     gc = sub.add_parser("gc", help="evict least recently used entries until the cache fits")
-    gc.add_argument("--max-size", required=True, help="e.g. 500M, 10G")
+    gc.add_argument("--max-size", required=True, help="e.g. 500M (500*10**6 bytes), 10Gi (10*2**30 bytes)")
     gc.add_argument("--min-age", type=float, default=3600.0, metavar="SECONDS",
                     help="spare unreferenced blobs younger than this: a build in progress may still record them (default 3600)")
     from mlbuild.engine.commands.common import add_remote_options
@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     ctx = Context()
     if args.cache_command == "gc":
-        from mlbuild.cache.gc import collect, parse_size
+        from mlbuild.cache.gc import collect
+        from mlbuild.cache.sizes import parse_size
 
         try:
             limit = parse_size(args.max_size)

@@ -9,7 +9,6 @@ collected (for the environment digest); standard-library and builtin names are i
 from __future__ import annotations
 
 import ast
-import builtins
 import os
 import sys
 from pathlib import Path
@@ -22,7 +21,6 @@ from mlbuild.cache.records import CodeManifest, FunctionEntry
 from mlbuild.engine.errors import UserError
 from mlbuild.rules.rule import Resources, RuleOptions
 
-_BUILTINS = frozenset(dir(builtins))
 _STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 Def = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Assign | ast.AnnAssign
 

@@ -88,9 +88,5 @@ class HostEnvironment:
             self._new.clear()
 
 
-def image_manifest(image_digest: str) -> EnvManifest:
-    return EnvManifest(image=image_digest)
-
-
 def env_digest(manifest: EnvManifest) -> str:
     return digest_bytes(canonical_bytes(manifest))

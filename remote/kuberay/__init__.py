@@ -2,8 +2,9 @@
 
 - :mod:`mlbuild.remote.kuberay.manifest` builds the ``RayCluster`` manifest (pure, no I/O);
 - :mod:`mlbuild.remote.kuberay.cluster` creates, waits for, reaches and deletes it through the
-  ``kubernetes`` client (imported only there, so the manifest side needs no Kubernetes client);
-- :mod:`mlbuild.remote.kuberay.schema` validates manifests against a RayCluster CRD file.
+  ``kubernetes`` client (imported only there, so the manifest side needs no Kubernetes client).
+
+The tests validate manifests against KubeRay's CRD with ``tests/support/kuberay_schema.py``.
 
 See ``docs/kuberay.md``.
 """
