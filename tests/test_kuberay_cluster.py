@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import threading
 import time
 import uuid
@@ -47,8 +46,7 @@ from mlbuild.remote.kuberay.manifest import (
     build_manifest,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests/: the helpers in tests/support
-from support.kuberay_schema import CrdSchema  # noqa: E402
+from support.kuberay_schema import CrdSchema
 
 DIGEST = "sha256:" + "a1" * 32
 OTHER_DIGEST = "sha256:" + "b2" * 32

@@ -35,8 +35,7 @@ import ray
 from mlbuild.remote.kuberay.manifest import LABEL_BUILD_ID, LABEL_KEEP, label_value
 from mlbuild.rules.rule import Resources
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests/: the helpers in tests/support
-from support.kuberay_schema import CrdSchema  # noqa: E402
+from support.kuberay_schema import CrdSchema
 
 _spec = importlib.util.spec_from_file_location("kuberay_cluster_tests", Path(__file__).with_name("test_kuberay_cluster.py"))
 assert _spec is not None and _spec.loader is not None

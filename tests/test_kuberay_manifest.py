@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,7 @@ from mlbuild.remote.kuberay.manifest import (
     spec_shape,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests/: the helpers in tests/support
-from support.kuberay_schema import CrdSchema, ManifestInvalid, openapi_to_jsonschema  # noqa: E402
+from support.kuberay_schema import CrdSchema, ManifestInvalid, openapi_to_jsonschema
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
