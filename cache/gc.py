@@ -4,10 +4,12 @@ delete every blob no kept entry refers to (never one that a kept entry needs).""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgspec
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
+from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import ActionResult, CodeManifest
 from mlbuild.cache.store import LocalStore
 from mlbuild.cache.trees import read_tree
@@ -93,6 +95,6 @@ def collect(store: LocalStore, max_size: int, min_age: float = 3600.0) -> GcRepo
     if deleted:
         # Remembered code digests let a build skip storing manifests and sources again; some
         # of those blobs may be gone now, so the next build re-stores them.
-        store.index.memo_clear("memo", "rule:")
+        Memo[Any](store.index, "rule", Any).clear()
     after = sum(s for d, s in sizes.items() if store.cas.has(d))
     return GcReport(len(evict), len(results) - len(evict), deleted, before, after)

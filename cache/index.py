@@ -1,7 +1,9 @@
 """The LMDB index of the local store: action cache, lineage indexes, stat cache, build records.
 
 One environment, several named databases; every write is one LMDB transaction, so a build
-killed at any moment leaves either the old or the new entry, never half of one.
+killed at any moment leaves either the old or the new entry, never half of one. Nothing outside
+``cache/`` opens a transaction: the memo tables are read and written through the typed
+keyspaces of ``cache/memo.py``, everything else through this class's methods.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from mlbuild.cache.records import ActionResult, BuildRecord, Edge
 _enc = msgspec.msgpack.Encoder()
 _dec_action = msgspec.msgpack.Decoder(ActionResult)
 _dec_build = msgspec.msgpack.Decoder(BuildRecord)
-_dec_any = msgspec.msgpack.Decoder()
 _TS = struct.Struct("<d")
 
 def _action(raw: bytes) -> ActionResult | None:
@@ -174,38 +175,6 @@ class Index:
     def consumers_of(self, digest: str) -> list[str]:
         """The action keys that took this digest as an input."""
         return self._dups("consumers", digest)
-
-    # -- small memo tables (stat cache, code digests) --------------------------------------
-
-    def memo_get(self, table: str, key: str) -> Any:
-        with self.env.begin(db=self.db[table]) as txn:
-            raw = txn.get(key.encode())
-        return None if raw is None else _dec_any.decode(raw)
-
-    def memo_get_many(self, table: str, keys: Iterable[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        with self.env.begin(db=self.db[table]) as txn:
-            for key in keys:
-                raw = txn.get(key.encode())
-                if raw is not None:
-                    out[key] = _dec_any.decode(raw)
-        return out
-
-    def memo_clear(self, table: str, prefix: str) -> None:
-        """Forget every memo entry whose key starts with ``prefix``."""
-        with self.env.begin(write=True, db=self.db[table]) as txn:
-            cur = txn.cursor()
-            if cur.set_range(prefix.encode()):
-                while cur.key().startswith(prefix.encode()):
-                    if not cur.delete():
-                        break
-
-    def memo_put_many(self, table: str, items: dict[str, Any]) -> None:
-        if not items:
-            return
-        with self.env.begin(write=True, db=self.db[table]) as txn:
-            for key, value in items.items():
-                txn.put(key.encode(), _enc.encode(value))
 
     # -- build records ---------------------------------------------------------------------
 

@@ -58,6 +58,16 @@ class TreeEntry(msgspec.Struct, frozen=True, array_like=True):
     executable: bool = False
 
 
+class FileStat(msgspec.Struct, frozen=True, array_like=True):
+    """A source file's content digest, valid while its (size, mtime, inode) stay the same
+    (the ``stat`` memo keyspace; a cache, so it is versioned by decoding or missing)."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+    digest: str
+
+
 class FunctionEntry(msgspec.Struct, frozen=True):
     """One project function, class or constant covered by a code digest."""
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mlbuild.cache.digest import digest_file, digest_value
 from mlbuild.cache.index import Index
+from mlbuild.cache.memo import Memo
+from mlbuild.cache.records import FileStat
 
 # A file modified this recently could change again within the same mtime tick without its
 # stat changing ("racy git"); such files are hashed but their digest is not remembered.
@@ -20,7 +22,8 @@ class StatCache:
 
     def __init__(self, index: Index) -> None:
         self.index = index
-        self._pending: dict[str, list[object]] = {}
+        self._memo: Memo[FileStat] = Memo(index, "stat", FileStat)
+        self._pending: dict[str, FileStat] = {}
 
     def digest(self, path: str | os.PathLike[str]) -> str:
         """Digest of a file, or of a directory as the tree of its files."""
@@ -28,13 +31,12 @@ class StatCache:
         st = os.stat(p)
         if stat_mod.S_ISDIR(st.st_mode):
             return self._tree_digest(Path(p))
-        sig = [st.st_size, st.st_mtime_ns, st.st_ino]
-        memo = self.index.memo_get("stat", p)
-        if memo is not None and memo[:3] == sig:
-            return str(memo[3])
+        memo = self._memo.get(p)
+        if memo is not None and (memo.size, memo.mtime_ns, memo.ino) == (st.st_size, st.st_mtime_ns, st.st_ino):
+            return memo.digest
         digest, _ = digest_file(p)
         if time.time() - st.st_mtime_ns / 1e9 > RACY_SECONDS:
-            self._pending[p] = [*sig, digest]
+            self._pending[p] = FileStat(st.st_size, st.st_mtime_ns, st.st_ino, digest)
         return digest
 
     def _tree_digest(self, root: Path) -> str:
@@ -48,5 +50,5 @@ class StatCache:
 
     def flush(self) -> None:
         """Remember the digests computed since the last flush (one LMDB transaction)."""
-        self.index.memo_put_many("stat", dict(self._pending))
+        self._memo.put_many(self._pending)
         self._pending.clear()

@@ -17,7 +17,8 @@ from hypothesis.extra import numpy as hnp
 from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.digest import digest_file
 from mlbuild.cache.index import Index
-from mlbuild.cache.records import ActionResult, ArtifactRef, KeySpec
+from mlbuild.cache.memo import Memo
+from mlbuild.cache.records import ActionResult, ArtifactRef, FileStat, KeySpec
 from mlbuild.cache.stat_cache import StatCache
 from mlbuild.cache.trees import materialize_tree, put_tree
 from mlbuild.rules import artifacts
@@ -159,7 +160,7 @@ def test_stat_cache_rehashes_changed_files(tmp_path_factory: pytest.TempPathFact
     os.utime(f, ns=(old.st_atime_ns, old.st_mtime_ns - 10**10))  # not "racy": older than 2 s
     first = cache.digest(f)
     cache.flush()
-    assert index.memo_get("stat", str(f)) is not None
+    assert Memo(index, "stat", FileStat).get(str(f)) is not None
     f.write_bytes(content + b"!")
     assert cache.digest(f) != first
 

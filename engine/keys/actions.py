@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from mlbuild.cache.digest import canonical_bytes
+from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
@@ -29,10 +30,6 @@ class RuleInfo(msgspec.Struct):
     imports: list[str]
     options: RuleOptions
     params: list[tuple[str, bool]]
-
-
-_rule_dec = msgspec.msgpack.Decoder(RuleInfo)
-_rule_enc = msgspec.msgpack.Encoder()
 
 
 def _stat_sig(root: str, rel: str) -> tuple[str, int, int, int]:
@@ -57,7 +54,8 @@ class ActionFactory:
         self.resolve_image = resolve_image
         self._rules: dict[str, RuleInfo] = {}
         self._images: dict[str, str] = {}
-        self._new_memo: dict[str, bytes] = {}
+        self._rule_memo: Memo[RuleInfo] = Memo(store.index, "rule", RuleInfo)
+        self._new_memo: dict[str, RuleInfo] = {}
         self._stored_envs: set[str] = set()
         self._result_digests: dict[str, str] = {}
 
@@ -65,10 +63,8 @@ class ActionFactory:
         rule_id = target.rule_id
         if rule_id in self._rules:
             return self._rules[rule_id]
-        memo_key = f"rule:{self.root}:{rule_id}"
-        with self.store.index.env.begin(db=self.store.index.db["memo"]) as txn:
-            raw = txn.get(memo_key.encode())
-        info = _rule_dec.decode(raw) if raw is not None else None
+        memo_key = f"{self.root}:{rule_id}"
+        info = self._rule_memo.get(memo_key)
         if info is not None:
             try:
                 if any(tuple(f) != _stat_sig(self.root, f[0]) for f in info.files):
@@ -87,7 +83,7 @@ class ActionFactory:
                 options=result.options,
                 params=result.params,
             )
-            self._new_memo[memo_key] = _rule_enc.encode(info)
+            self._new_memo[memo_key] = info
         self._rules[rule_id] = info
         return info
 
@@ -186,8 +182,5 @@ class ActionFactory:
         """Persist what was learned (stat digests, code digests, package versions)."""
         self.store.stat_cache.flush()
         self.host_env.flush()
-        if self._new_memo:
-            with self.store.index.env.begin(write=True, db=self.store.index.db["memo"]) as txn:
-                for k, v in self._new_memo.items():
-                    txn.put(k.encode(), v)
-            self._new_memo.clear()
+        self._rule_memo.put_many(self._new_memo)
+        self._new_memo.clear()

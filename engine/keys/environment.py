@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from mlbuild.cache.digest import canonical_bytes, digest_bytes
 from mlbuild.cache.index import Index
+from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import EnvManifest
 
 
@@ -39,6 +40,7 @@ class HostEnvironment:
 
     def __init__(self, index: Index | None) -> None:
         self.index = index
+        self._store: Memo[list[str] | None] | None = None if index is None else Memo(index, "dist", list[str] | None)
         self.signature = _site_signature()
         self._memo: dict[str, list[str] | None] = {}
         self._dists: dict[str, list[str]] | None = None
@@ -46,9 +48,9 @@ class HostEnvironment:
 
     def _lookup(self, names: Iterable[str]) -> None:
         missing = [n for n in names if n not in self._memo]
-        if missing and self.index is not None:
+        if missing and self._store is not None:
             keys = {f"{self.signature}:{n}": n for n in missing}
-            for k, v in self.index.memo_get_many("memo", keys).items():
+            for k, v in self._store.get_many(keys).items():
                 self._memo[keys[k]] = v
         for name in missing:
             if name not in self._memo:
@@ -83,8 +85,8 @@ class HostEnvironment:
         return EnvManifest(python=platform.python_version(), packages=packages)
 
     def flush(self) -> None:
-        if self.index is not None and self._new:
-            self.index.memo_put_many("memo", {f"{self.signature}:{k}": v for k, v in self._new.items()})
+        if self._store is not None and self._new:
+            self._store.put_many({f"{self.signature}:{k}": v for k, v in self._new.items()})
             self._new.clear()
 
 

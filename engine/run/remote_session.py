@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
+from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import ActionResult, ArtifactRef, RemoteStats
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
@@ -43,7 +44,7 @@ CHECK_BEFORE_UPLOAD = 1024 * 1024
 # A blob up to this size comes down into memory, is hashed there and written to the CAS only if
 # it matches (one file created per blob); a larger one streams to a temp file in the CAS.
 SMALL_DOWNLOAD = 4 * 1024 * 1024
-STATS_MEMO = "remote-stats:last"
+STATS_MEMO = "last"  # in the remote-stats memo keyspace
 
 
 class _Down(Exception):
@@ -305,7 +306,7 @@ class RemoteSession:
             if pool is not None:
                 pool.shutdown(wait=self.available, cancel_futures=True)
         self.stats.finished = time.time()
-        self.store.index.memo_put_many("memo", {STATS_MEMO: msgspec.to_builtins(self.stats)})
+        Memo[RemoteStats](self.store.index, "remote-stats", RemoteStats).put_many({STATS_MEMO: self.stats})
 
     def summary(self) -> dict[str, Any]:
         """The remote's part of a build summary (``--json`` and the summary line)."""
@@ -316,8 +317,7 @@ class RemoteSession:
 
 def last_stats(store: LocalStore) -> RemoteStats | None:
     """The stats of the last build or command that used a remote, as ``close`` recorded them."""
-    raw = store.index.memo_get("memo", STATS_MEMO)
-    return None if raw is None else msgspec.convert(raw, RemoteStats)
+    return Memo[RemoteStats](store.index, "remote-stats", RemoteStats).get(STATS_MEMO)
 
 
 def storage_options(url: str, timeout: float) -> dict[str, Any]:
