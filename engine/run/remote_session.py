@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from typing import Any, TypeVar
 
 import msgspec
@@ -30,6 +30,7 @@ from mlbuild.cache.records import ActionResult, ArtifactRef, RemoteStats
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import InvalidEntry, RemoteCache
+from mlbuild.engine.run.daemon_pool import DaemonPool
 
 __all__ = ["RemoteSession", "last_stats", "open_session", "storage_options"]
 
@@ -45,6 +46,8 @@ CHECK_BEFORE_UPLOAD = 1024 * 1024
 # it matches (one file created per blob); a larger one streams to a temp file in the CAS.
 SMALL_DOWNLOAD = 4 * 1024 * 1024
 STATS_MEMO = "last"  # in the remote-stats memo keyspace
+# Added to the deadlines of the calls made before the remote first answered (client setup).
+SETUP_ALLOWANCE = 10.0
 
 
 class _Down(Exception):
@@ -65,11 +68,14 @@ class RemoteSession:
         self.stats = RemoteStats(url=cache.url)
         self._warn = warn or _stderr_warning
         self._lock = threading.Lock()
-        self._transfers: ThreadPoolExecutor | None = None
-        self._publisher: ThreadPoolExecutor | None = None
+        # Daemon threads: a call stuck on a silent remote is abandoned at its deadline and never
+        # holds the process at exit (ThreadPoolExecutor joins its threads then).
+        self._transfers: DaemonPool | None = None
+        self._publisher: DaemonPool | None = None
         self._pending: list[Future[bool]] = []
         self._bad: set[str] = set()  # digests seen corrupt on the remote: re-upload them
         self._lookups: dict[str, Future[ActionResult | None]] = {}  # prefetched entries
+        self._connected = threading.Event()  # set once the remote has answered a call
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -77,10 +83,10 @@ class RemoteSession:
     def available(self) -> bool:
         return self.stats.state != "unavailable"
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def _pool(self) -> DaemonPool:
         with self._lock:
             if self._transfers is None:
-                self._transfers = ThreadPoolExecutor(self.jobs, thread_name_prefix="mlbuild-remote")
+                self._transfers = DaemonPool(self.jobs, "mlbuild-remote")
             return self._transfers
 
     def _mark_down(self, reason: str) -> None:
@@ -108,9 +114,11 @@ class RemoteSession:
         return self._await(self._pool().submit(fn, *args), timeout)
 
     def _await(self, future: Future[T], timeout: float | None = None) -> T:
+        limit = (timeout or self.timeout) + self._setup_allowance()
         try:
-            return future.result(timeout=timeout or self.timeout)
+            result = future.result(timeout=limit)
         except InvalidEntry:
+            self._connected.set()
             raise
         except TimeoutError:
             future.cancel()
@@ -119,9 +127,17 @@ class RemoteSession:
         except Exception as exc:  # any transport error: the build must go on without it
             self._mark_down(_describe(exc))
             raise _Down() from None
+        self._connected.set()
+        return result
+
+    def _setup_allowance(self) -> float:
+        """Extra time for the calls made before the remote first answered: they include
+        importing the filesystem's client and creating it (seconds of local work on a busy
+        machine), which the remote timeout is not meant to cut short."""
+        return 0.0 if self._connected.is_set() else SETUP_ALLOWANCE
 
     def _deadline(self, nbytes: int) -> float:
-        return self.timeout + nbytes / MIN_RATE
+        return self.timeout + nbytes / MIN_RATE + self._setup_allowance()
 
     # -- what the build calls ------------------------------------------------------------
 
@@ -199,6 +215,7 @@ class RemoteSession:
                 actual = self.cache.fetch_blob(digest, tmp, size)
         except FileNotFoundError:
             _discard(tmp)
+            self._connected.set()
             with self._lock:
                 self.stats.misses += 1
             self._warn(f"remote cache: blob {digest} is missing on the remote")
@@ -207,6 +224,7 @@ class RemoteSession:
             _discard(tmp)
             self._mark_down(_describe(exc))
             return False
+        self._connected.set()
         if data is not None:  # hashed before it is written: a mismatch never reaches the CAS
             actual, got = cas.put_verified(digest, data), len(data)
         else:
@@ -233,7 +251,7 @@ class RemoteSession:
             return
         with self._lock:
             if self._publisher is None:
-                self._publisher = ThreadPoolExecutor(2, thread_name_prefix="mlbuild-publish")
+                self._publisher = DaemonPool(2, "mlbuild-publish")
             self._pending.append(self._publisher.submit(self._publish, result))
 
     def publish_now(self, result: ActionResult) -> bool:
@@ -289,6 +307,7 @@ class RemoteSession:
         except Exception as exc:  # a transport error (a missing local blob is caught earlier)
             self._mark_down(_describe(exc))
             return False
+        self._connected.set()
         with self._lock:
             self.stats.blobs_up += 1
             self.stats.bytes_up += size
@@ -301,10 +320,13 @@ class RemoteSession:
         with self._lock:
             pending, self._pending = self._pending, []
         for future in pending:
-            future.result()
+            future.result()  # each publish is bounded by its own deadlines
+        for lookup in self._lookups.values():
+            lookup.cancel()  # prefetched, never asked for: not waited for
+        self._lookups.clear()
         for pool in (self._publisher, self._transfers):
             if pool is not None:
-                pool.shutdown(wait=self.available, cancel_futures=True)
+                pool.shutdown(cancel_futures=True)
         self.stats.finished = time.time()
         Memo[RemoteStats](self.store.index, "remote-stats", RemoteStats).put_many({STATS_MEMO: self.stats})
 
