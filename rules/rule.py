@@ -28,6 +28,7 @@ class RuleOptions(msgspec.Struct, frozen=True, kw_only=True):
     retries: int = 0
     deterministic: bool = True
     allow_pickle: bool = False
+    timeout: float | None = None  # seconds; past it the step is stopped and fails
 
 
 @overload
@@ -42,6 +43,7 @@ def rule(
     retries: int = 0,
     deterministic: bool = True,
     allow_pickle: bool = False,
+    timeout: float | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -53,6 +55,7 @@ def rule(
     retries: int = 0,
     deterministic: bool = True,
     allow_pickle: bool = False,
+    timeout: float | None = None,
 ) -> F | Callable[[F], F]:
     """Mark ``fn`` as a step. The function itself is returned, so it stays directly callable.
 
@@ -60,7 +63,8 @@ def rule(
     output directory, every other parameter the input of that name. ``image`` runs it in a
     container, ``resources`` is what it needs, ``retries`` how often a lost worker is retried,
     ``deterministic=False`` tells ``mlbuild verify`` not to expect identical bytes,
-    ``allow_pickle`` lets its value be pickled (such artifacts are never shared remotely).
+    ``allow_pickle`` lets its value be pickled (such artifacts are never shared remotely),
+    ``timeout`` (seconds) stops a step that runs longer and fails its target.
     """
     options = RuleOptions(
         image=image,
@@ -68,6 +72,7 @@ def rule(
         retries=retries,
         deterministic=deterministic,
         allow_pickle=allow_pickle,
+        timeout=timeout,
     )
 
     def mark(f: F) -> F:

@@ -63,6 +63,7 @@ def execute(
         argv=["mlbuild", *sys.argv[1:]],
         execute=run_steps,
         record=run_steps,
+        timeout=getattr(args, "timeout", None),
     )
     executor_name = args.executor or ctx.ws.config.workspace.executor
     check_executor(executor_name)

@@ -76,6 +76,8 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
     """Where and how many steps run: for every command that executes steps."""
     p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
     p.add_argument("--executor", default=None, help="where steps run: local (default), docker, ray, kuberay")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop any step that runs longer and fail its target (caps @rule(timeout=...))")
     g = p.add_argument_group("docker, ray and kuberay executors")
     g.add_argument("--ray-address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local Ray)")
     g.add_argument("--kube-context", default=None, help="kubeconfig context for --executor kuberay")

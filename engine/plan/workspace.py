@@ -17,6 +17,7 @@ import msgspec
 
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label, Pattern, check_name, parse_label
+from mlbuild.engine.time_limit import TimeUp, time_limit
 from mlbuild.rules.rule import Resources
 from mlbuild.rules.target import DeclarationError, File, collecting, stop_collecting
 
@@ -39,11 +40,16 @@ class CacheSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     remote_timeout: float = 5.0
 
 
+class BuildSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    load_timeout: float = 60.0  # seconds one BUILD.py may take to load; 0: no limit
+
+
 class WorkspaceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``mlbuild.toml``; every section optional."""
 
     workspace: WorkspaceSection = msgspec.field(default_factory=WorkspaceSection)
     cache: CacheSection = msgspec.field(default_factory=CacheSection)
+    build: BuildSection = msgspec.field(default_factory=BuildSection)
 
 
 class FileInput(msgspec.Struct, frozen=True):
@@ -91,8 +97,12 @@ class Workspace:
     def _read_config(self) -> WorkspaceConfig:
         path = self.root / WORKSPACE_FILE
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_bytes().decode("utf-8"))
             return msgspec.convert(raw, WorkspaceConfig)
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read it: {exc.strerror}") from None
         except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
             raise UserError(f"{path}: bad workspace configuration: {exc}") from None
 
@@ -173,12 +183,26 @@ class Workspace:
         build = self.build_file(pkg)
         rel = build.relative_to(self.root).as_posix()
         decls, token = collecting()
+        limit = self.config.build.load_timeout
         try:
-            code = compile(build.read_text(), str(build), "exec")
-            exec(code, {"__name__": f"mlbuild.BUILD.{pkg}", "__file__": str(build)})
-        except (DeclarationError, SyntaxError) as exc:
+            try:
+                code = compile(build.read_bytes(), str(build), "exec")
+            except (SyntaxError, ValueError) as exc:  # ValueError: a null byte
+                raise UserError(f"malformed {rel}: {exc}") from None
+            except OSError as exc:
+                raise UserError(f"cannot read {rel}: {exc.strerror}") from None
+            with time_limit(limit):
+                exec(code, {"__name__": f"mlbuild.BUILD.{pkg}", "__file__": str(build)})
+        except DeclarationError as exc:
             raise UserError(f"malformed {rel}: {exc}") from None
-        except Exception as exc:
+        except SystemExit as exc:
+            # A BUILD.py declares targets; exiting would end mlbuild with nothing built or said.
+            raise UserError(f"malformed {rel}: it calls sys.exit({exc.code!r}) while loading; "
+                            "a BUILD.py must only declare targets") from None
+        except TimeUp:
+            raise UserError(f"{rel}: loading took more than {limit:g}s (an endless loop?); "
+                            "[build] load_timeout in mlbuild.toml sets the limit") from None
+        except Exception as exc:  # whatever the file raises, one line naming it
             frame = next((f for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename == str(build)), None)
             where = f":{frame.lineno}" if frame else ""
             raise UserError(f"malformed {rel}{where}: {type(exc).__name__}: {exc}") from None

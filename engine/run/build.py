@@ -53,6 +53,7 @@ class BuildOptions(msgspec.Struct, kw_only=True):
     argv: list[str] = []
     execute: bool = True  # False: a miss is reported "not built", nothing runs (mlbuild show)
     record: bool = True  # False: no build record is written
+    timeout: float | None = None  # seconds any one step may run (--timeout)
 
 
 class BuildResult(msgspec.Struct):
@@ -258,7 +259,12 @@ class _BuildState:
         if label not in self.specs:
             target = self.plan.targets[label]
             key_spec, info, env = self.b.factory.key_spec(target, self.results, self._config(label))
-            self.specs[label] = self.b.factory.action_spec(target, key_spec, info, env, self.results)
+            spec = self.b.factory.action_spec(target, key_spec, info, env, self.results)
+            cap = self.b.options.timeout
+            if cap and (spec.options.timeout is None or cap < spec.options.timeout):
+                # --timeout caps every step (the key is unchanged: a limit changes no output)
+                spec = msgspec.structs.replace(spec, options=msgspec.structs.replace(spec.options, timeout=cap))
+            self.specs[label] = spec
         return self.specs[label]
 
     def _prefetch_remote(self, fresh: list[Label]) -> None:

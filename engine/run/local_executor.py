@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 import msgspec
 
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
-from mlbuild.engine.run.runner import run_encoded
+from mlbuild.engine.run.runner import run_encoded, timeout_message
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(ActionOutcome)
@@ -54,10 +55,17 @@ class LocalExecutor:
             pool = self._get_pool()
             inner = pool.submit(run_encoded, payload, self.cas_root)
 
+        submitted = time.monotonic()
+        limit = spec.options.timeout
+
         def done(f: Future[bytes]) -> None:
             exc = f.exception()
             if exc is None:
                 result.set_result(_dec.decode(f.result()))
+            elif isinstance(exc, BrokenProcessPool) and limit and time.monotonic() - submitted >= limit:
+                # The runner ended its own worker: the step outlived its timeout inside C code.
+                self._reset_pool(pool)
+                result.set_result(ActionOutcome(key=spec.key, error=timeout_message(limit), error_kind="step"))
             elif isinstance(exc, BrokenProcessPool) and retries > 0:
                 self._reset_pool(pool)
                 self._attempt(spec, payload, result, retries - 1)

@@ -28,6 +28,7 @@ from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import materialize_tree, put_tree
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, InputSpec
 from mlbuild.engine.run.live_logs import open_live_log
+from mlbuild.engine.time_limit import TimeUp, time_limit
 from mlbuild.rules import artifacts
 
 _loaded_code: dict[str, str] = {}  # rule id -> code digest of the loaded module
@@ -144,8 +145,42 @@ def _format_error(exc: BaseException, workspace: str) -> str:
     return "".join(tb.format()).rstrip()
 
 
-def run_action(spec: ActionSpec, cas: CAS) -> ActionOutcome:
-    """Run ``spec``; never raises for a failure of the step itself."""
+def timeout_message(seconds: float) -> str:
+    return f"timed out after {seconds:g}s: the step was stopped (@rule(timeout=...) or --timeout sets the limit)"
+
+
+# A step stuck inside one long C call does not see the timer's exception; in a worker process
+# of its own (``hard_stop``) it is then ended this long after its limit.
+HARD_STOP_GRACE = 5.0
+
+
+@contextlib.contextmanager
+def _hard_stop(seconds: float) -> Iterator[None]:
+    if seconds <= 0:
+        yield
+        return
+    import signal
+    import threading
+
+    finished = threading.Event()
+
+    def watchdog() -> None:
+        if not finished.wait(seconds + HARD_STOP_GRACE):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watchdog, name="mlbuild-step-watchdog", daemon=True).start()
+    try:
+        yield
+    finally:
+        finished.set()
+
+
+def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOutcome:
+    """Run ``spec``; never raises for a failure of the step itself.
+
+    ``hard_stop``: this process runs nothing but steps (a pool worker), so a step past its
+    timeout that the timer cannot interrupt may end the process itself.
+    """
     started, clock = time.time(), time.monotonic()
     outcome = ActionOutcome(key=spec.key, started=started, host=socket.gethostname())
     with contextlib.ExitStack() as stack:
@@ -160,13 +195,17 @@ def run_action(spec: ActionSpec, cas: CAS) -> ActionOutcome:
             return work_dir[0]
 
         value: Any = None
+        limit = spec.options.timeout or 0.0
         with capture_output(log):
             try:
                 fn = load_rule(spec)
                 kwargs = prepare_arguments(fn, spec, cas, work)
-                value = fn(**kwargs)
+                with time_limit(limit), _hard_stop(limit if hard_stop else 0.0):
+                    value = fn(**kwargs)
             except StepInputError as exc:
                 outcome.error, outcome.error_kind = str(exc), "input"
+            except TimeUp:
+                outcome.error, outcome.error_kind = timeout_message(limit), "step"
             except Exception as exc:
                 outcome.error, outcome.error_kind = _format_error(exc, spec.workspace), "step"
         if outcome.error is None:
@@ -203,7 +242,7 @@ _cas_cache: dict[str, CAS] = {}
 def run_encoded(spec_bytes: bytes, cas_root: str) -> bytes:
     """Entry point for worker processes: msgpack in, msgpack out (no pickled Structs)."""
     cas = _cas_cache.get(cas_root) or _cas_cache.setdefault(cas_root, CAS(cas_root))
-    return run_encoded_with(spec_bytes, cas)
+    return _encode_outcome.encode(run_action(_decode_spec.decode(spec_bytes), cas, hard_stop=True))
 
 
 def run_encoded_with(spec_bytes: bytes, cas: CAS) -> bytes:
