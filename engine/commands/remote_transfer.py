@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from mlbuild.cache.records import ArtifactRef
 from mlbuild.engine.commands.common import Context
 from mlbuild.engine.commands.fetch import cached_build, remote_url
 from mlbuild.engine.errors import UserError
@@ -51,7 +50,7 @@ def push(ctx: Context, args: argparse.Namespace) -> int:
 
 def pull(ctx: Context, args: argparse.Namespace) -> int:
     """Download every output of the targets and of everything they depend on."""
-    from mlbuild.cache.trees import read_tree
+    from mlbuild.cache.intact import ensure_intact
 
     result = cached_build(ctx, ctx.labels(args.targets), args, materialize=True)
     session = _session(ctx, args)
@@ -60,11 +59,8 @@ def pull(ctx: Context, args: argparse.Namespace) -> int:
         for r in result.results.values():
             if r.pickled:
                 continue
-            complete &= session.ensure_local(list(r.outputs))
-            for ref in r.outputs:
-                if ref.codec == "tree" and ctx.store.cas.has(ref.digest):
-                    entries = [ArtifactRef(e.path, e.digest, "msgpack", e.size) for e in read_tree(ctx.store.cas, ref.digest)]
-                    complete &= session.ensure_local(entries)
+            # Downloads are checked as they arrive; blobs already here are taken as they are.
+            complete &= not ensure_intact(ctx.store, r.outputs, session, verify=False)
     finally:
         session.close()
     s, during_build = session.stats, result.remote or {}

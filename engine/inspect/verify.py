@@ -26,10 +26,10 @@ from typing import Any, Literal, TextIO
 
 import msgspec
 
-from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
+from mlbuild.cache.cas import CAS
+from mlbuild.cache.intact import ensure_intact
 from mlbuild.cache.records import ActionResult, ArtifactRef
 from mlbuild.cache.store import LocalStore
-from mlbuild.cache.trees import read_tree
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.artifact_diff import ArtifactDiff, diff_artifacts, format_diff
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, Executor
@@ -38,7 +38,7 @@ from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.plan.planner import Plan
 from mlbuild.engine.run.scheduler import Scheduler
 
-__all__ = ["ActionCheck", "OutputCheck", "VerifyReport", "Verifier", "compare_outputs", "format_report", "refs_intact"]
+__all__ = ["ActionCheck", "OutputCheck", "VerifyReport", "Verifier", "compare_outputs", "format_report"]
 
 CheckStatus = Literal["match", "mismatch", "nondeterministic", "failed", "unchecked"]
 
@@ -84,35 +84,6 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     def counts(self) -> dict[str, int]:
         statuses = [a.status for a in self.actions]
         return {s: statuses.count(s) for s in ("match", "mismatch", "nondeterministic", "failed", "unchecked")}
-
-
-def refs_intact(store: LocalStore, refs: list[ArtifactRef], remote: Any = None) -> list[str]:
-    """The digests of ``refs`` (and of their trees' files) that are missing or corrupt here.
-
-    A corrupt blob is removed on the way (the CAS does that), so a later write of the right
-    bytes can take its place. With a remote session, missing blobs are fetched first.
-    """
-    bad: list[str] = []
-    needed: list[ArtifactRef] = []
-    for ref in refs:
-        needed.append(ref)
-        if ref.codec == "tree":
-            try:
-                if remote is not None and not store.cas.has(ref.digest):
-                    remote.ensure_local([ref])
-                needed.extend(ArtifactRef(e.path, e.digest, "msgpack", e.size) for e in read_tree(store.cas, ref.digest))
-            except (CorruptBlob, MissingBlob):
-                bad.append(ref.digest)
-    missing = [r for r in needed if not store.cas.has(r.digest)]
-    if missing and remote is not None:
-        remote.ensure_local(missing)
-    for ref in needed:
-        try:
-            store.cas.verified_path(ref.digest)
-        except (CorruptBlob, MissingBlob):
-            if ref.digest not in bad:
-                bad.append(ref.digest)
-    return bad
 
 
 def compare_outputs(expected: list[ArtifactRef], expected_cas: CAS, actual: list[ArtifactRef], actual_cas: CAS) -> list[OutputCheck]:
@@ -259,13 +230,13 @@ class Verifier:
             checks[label] = check
             # A recorded output blob that is corrupt is evicted here; a matching re-execution
             # writes the right bytes back.
-            bad = refs_intact(self.store, recorded[label].outputs, self.remote)
+            bad = ensure_intact(self.store, recorded[label].outputs, self.remote)
             if bad:
                 check.notes.append(
                     f"{len(bad)} recorded output blob(s) were missing or corrupt in the local cache ({', '.join(d[:12] for d in bad)})"
                 )
             for inp in spec.inputs:
-                lost = refs_intact(self.store, inp.refs, self.remote)
+                lost = ensure_intact(self.store, inp.refs, self.remote)
                 if lost:
                     check.status = "unchecked"
                     check.error = (

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 import msgspec
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
+from mlbuild.cache.intact import ensure_intact
 from mlbuild.cache.records import ActionResult, ArtifactRef, BuildAction, BuildRecord
 from mlbuild.cache.store import LocalStore
-from mlbuild.cache.trees import read_tree
 from mlbuild.engine.errors import BuildFailed, UserError
 from mlbuild.engine.interfaces import ActionOutcome, Executor
 from mlbuild.engine.keys.actions import ActionFactory
@@ -161,29 +161,9 @@ class Builder:
         return result
 
     def ensure_local(self, refs: list[ArtifactRef], verify: bool = True) -> bool:
-        """True when every blob the refs need is in the local CAS (and, with ``verify``, intact;
-        a caller that reads every blob with a digest check anyway passes False)."""
-        needed = []
-        for ref in refs:
-            needed.append(ref)
-            if ref.codec == "tree":
-                try:
-                    if self.remote is not None and not self.store.cas.has(ref.digest):
-                        self.remote.ensure_local([ref])
-                    needed.extend(ArtifactRef(e.path, e.digest, "msgpack", e.size) for e in read_tree(self.store.cas, ref.digest))
-                except (CorruptBlob, MissingBlob):
-                    return False
-        missing = [r for r in needed if not self.store.cas.has(r.digest)]
-        if missing and (self.remote is None or not self.remote.ensure_local(missing)):
-            return False
-        if not verify:
-            return True
-        for ref in needed:
-            try:
-                self.store.cas.verified_path(ref.digest)
-            except (CorruptBlob, MissingBlob):
-                return False
-        return True
+        """True when every blob the refs need is in the local CAS, fetched from the remote if
+        need be (and, with ``verify``, intact): see ``cache/intact.py``."""
+        return not ensure_intact(self.store, refs, self.remote, verify=verify)
 
     def materialized(self, label: Label, result: ActionResult) -> bool:
         """True when ``mlbuild-out/`` already holds exactly this result of ``label``, untouched."""
