@@ -10,10 +10,10 @@ from typing import Any
 import msgspec
 
 from mlbuild.cache.records import BuildRecord
-from mlbuild.cache.store import LocalStore, default_cache_dir
-from mlbuild.engine.errors import UserError
+from mlbuild.engine.commands.common import add_scope_option, open_records
+from mlbuild.engine.inspect.recorded import builds, display_status, find_build, is_abandoned
 
-STATUSES = ("running", "succeeded", "failed", "interrupted")
+STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,31 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--status", default=None, choices=STATUSES, help="only builds that ended so")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N builds (default 20; 0: all)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    add_scope_option(p)
     sub = p.add_subparsers(dest="builds_command", metavar="show")
     show = sub.add_parser("show", help="show one build and each of its actions")
-    show.add_argument("id", metavar="ID", help="a build id or a unique prefix of one")
+    show.add_argument("id", metavar="ID", help="a build id or any unique part of one")
     show.add_argument("--json", action="store_true", help="print the record as JSON on stdout")
-
-
-def open_store() -> tuple[LocalStore, str]:
-    """The local store (the workspace's, when run inside one) and the current package."""
-    from mlbuild.engine.commands.common import Context
-
-    try:
-        ctx = Context()
-    except UserError:
-        return LocalStore(default_cache_dir()), ""
-    return ctx.store, ctx.current_package
-
-
-def find_build(store: LocalStore, build_id: str) -> BuildRecord:
-    """The record named by ``build_id`` (or a unique prefix); UserError otherwise."""
-    record = store.index.get_build(build_id)
-    if record is None:
-        known = [r.id for r in store.index.list_builds() if r.id.startswith(build_id)]
-        why = f"it is the prefix of {len(known)} builds" if len(known) > 1 else "no such build is recorded"
-        raise UserError(f"build {build_id!r}: {why} (mlbuild builds lists them)")
-    return record
+    add_scope_option(show, sub=True)
 
 
 def select(records: list[BuildRecord], target: str | None, status: str | None, limit: int) -> list[BuildRecord]:
@@ -54,7 +35,7 @@ def select(records: list[BuildRecord], target: str | None, status: str | None, l
     for r in records:
         if target is not None and target not in r.targets and all(a.label != target for a in r.actions):
             continue
-        if status is not None and r.status != status:
+        if status is not None and display_status(r) != status:
             continue
         out.append(r)
     return out[:limit] if limit > 0 else out
@@ -62,7 +43,8 @@ def select(records: list[BuildRecord], target: str | None, status: str | None, l
 
 def counts(record: BuildRecord) -> dict[str, int]:
     statuses = [a.status for a in record.actions]
-    return {s: statuses.count(s) for s in ("cached", "remote", "executed", "failed", "skipped") if s in statuses}
+    kinds = ("cached", "remote", "executed", "failed", "skipped", "interrupted", "not_run")
+    return {s: statuses.count(s) for s in kinds if s in statuses}
 
 
 def _when(t: float | None) -> str:
@@ -70,7 +52,10 @@ def _when(t: float | None) -> str:
 
 
 def _duration(r: BuildRecord) -> str:
-    return "-" if r.finished is None else f"{r.finished - r.started:.1f}s"
+    if r.finished is None:
+        return "-"
+    # ``seconds`` is on a monotonic clock; older records only have wall-clock times.
+    return f"{r.seconds if r.seconds is not None else max(0.0, r.finished - r.started):.1f}s"
 
 
 def _commit(r: BuildRecord) -> str:
@@ -83,13 +68,14 @@ def _summary(r: BuildRecord) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts(r).items()) or "no actions"
 
 
-def list_lines(records: list[BuildRecord]) -> list[str]:
+def list_lines(records: list[BuildRecord], workspaces: bool = False) -> list[str]:
     lines = []
     for r in records:
         rerun = f" (rerun of {r.rerun_of})" if r.rerun_of else ""
+        where = f"{r.workspace}  " if workspaces else ""
         lines.append(
-            f"{r.id}  {r.status:<11} {_when(r.started)}  {_duration(r):>7}  {r.user}@{r.host}  "
-            f"{_commit(r):<16} {' '.join(r.targets)}  [{_summary(r)}]{rerun}"
+            f"{r.id}  {display_status(r):<11} {_when(r.started)}  {_duration(r):>7}  {r.user}@{r.host}  "
+            f"{where}{_commit(r):<16} {' '.join(r.targets)}  [{_summary(r)}]{rerun}"
         )
     return lines
 
@@ -97,11 +83,11 @@ def list_lines(records: list[BuildRecord]) -> list[str]:
 def show_lines(r: BuildRecord) -> list[str]:
     lines = [
         f"build      {r.id}",
-        f"status     {r.status}",
+        f"status     {display_status(r)}" + (" (its process is gone: it never finished)" if is_abandoned(r) else ""),
         f"started    {_when(r.started)}",
         f"finished   {_when(r.finished)} ({_duration(r)})",
         f"by         {r.user}@{r.host}",
-        f"workspace  {r.workspace}",
+        f"workspace  {r.workspace}" + (f" ({r.workspace_id})" if r.workspace_id else ""),
         f"git        {r.git_commit or '(not a git checkout)'}" + (" (uncommitted changes)" if r.git_dirty else ""),
         f"command    {' '.join(r.argv)}",
         f"targets    {' '.join(r.targets)}",
@@ -115,9 +101,13 @@ def show_lines(r: BuildRecord) -> list[str]:
     lines.append(f"actions    {_summary(r)}")
     for a in r.actions:
         key = a.key[:16] if a.key else "-"
-        lines.append(f"  {a.status:<9} {a.seconds:7.2f}s  {key:<16}  {a.label}")
+        lines.append(f"  {a.status:<11} {max(a.seconds, 0.0):7.2f}s  {key:<16}  {a.label}")
         if a.error:
-            lines.append(f"            {a.error.strip().splitlines()[-1]}")
+            lines.append(f"              {a.error.strip().splitlines()[-1]}")
+        elif a.because:
+            lines.append(f"              {'because ' + a.because + ' failed' if a.status == 'skipped' else a.because}")
+    if r.schema < 2:
+        lines.append("note: recorded before mlbuild kept each build's graph: its edges are not known")
     return lines
 
 
@@ -132,20 +122,20 @@ def _print_json(value: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    store, package = open_store()
+    store, _, package, scope = open_records(args.all_workspaces)
     if args.builds_command == "show":
-        record = find_build(store, args.id)
+        record = find_build(store, args.id, scope)
         if args.json:
             _print_json(record)
         else:
             print("\n".join(show_lines(record)))
         return 0
     target = _label(args.target, package) if args.target else None
-    records = select(store.index.list_builds(), target, args.status, args.limit)
+    records = select(builds(store, scope), target, args.status, args.limit)
     if args.json:
         _print_json(records)
     elif records:
-        print("\n".join(list_lines(records)))
+        print("\n".join(list_lines(records, workspaces=scope.everything)))
     else:
         print("no recorded builds" + (" match" if target or args.status else ""), file=sys.stderr)
     return 0

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlbuild.cache.store import LocalStore, default_cache_dir
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.plan.planner import Plan, plan, resolve_patterns
 from mlbuild.engine.plan.workspace import Workspace, find_root
+
+if TYPE_CHECKING:
+    from mlbuild.engine.inspect.recorded import Scope
 
 
 class Context:
@@ -99,3 +102,24 @@ def add_remote_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remote-cache", default=None, metavar="URL", help="fsspec URL of a shared cache (or $MLBUILD_REMOTE_CACHE)")
     g.add_argument("--remote-upload", default=None, choices=["true", "false"], help="publish results to the remote (default true)")
     g.add_argument("--remote-timeout", type=float, default=None, metavar="SECONDS", help="give up on the remote after this long")
+
+
+def add_scope_option(p: argparse.ArgumentParser, sub: bool = False) -> None:
+    # On a subcommand the flag must not reset what the parent command's flag said.
+    p.add_argument("--all-workspaces", action="store_true", default=argparse.SUPPRESS if sub else False,
+                   help="see the builds of every workspace that shares this cache (default: this workspace's)")
+
+
+def open_records(all_workspaces: bool = False) -> tuple[LocalStore, Workspace | None, str, Scope]:
+    """The local store (the workspace's, when run inside one), the workspace, the current
+    package, and which builds to see: this workspace's, or every one's (outside a workspace,
+    or with ``--all-workspaces``)."""
+    from mlbuild.engine.inspect.recorded import ALL, Scope
+    from mlbuild.engine.run.build_record import workspace_id
+
+    try:
+        ctx = Context()
+    except UserError:
+        return LocalStore(default_cache_dir()), None, "", ALL
+    scope = ALL if all_workspaces else Scope(workspace_id(ctx.ws), str(ctx.ws.root))
+    return ctx.store, ctx.ws, ctx.current_package, scope

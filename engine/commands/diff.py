@@ -5,23 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mlbuild.engine.commands.common import add_scope_option
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("old", metavar="BUILD_A", help="a build id or a unique prefix (mlbuild builds lists them)")
+    p.add_argument("old", metavar="BUILD_A", help="a build id or any unique part of one (mlbuild builds lists them)")
     p.add_argument("new", metavar="BUILD_B")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    add_scope_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import msgspec
 
-    from mlbuild.engine.commands.lineage import open_store
+    from mlbuild.engine.commands.common import open_records
+    from mlbuild.engine.inspect.hashgraph import HashGraph
     from mlbuild.engine.inspect.lineage_render import diff_text
     from mlbuild.engine.inspect.why import diff_builds
 
-    store, _, _ = open_store()
+    store, _, _, scope = open_records(args.all_workspaces)
     try:
-        result = diff_builds(store, args.old, args.new)
+        result = diff_builds(store, args.old, args.new, HashGraph(store, scope))
     finally:
         store.close()
     if args.json:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlbuild.cache.store import LocalStore, default_cache_dir
+from mlbuild.engine.commands.common import add_scope_option, open_records
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.plan.workspace import Workspace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,33 +15,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the lineage as JSON")
     p.add_argument("--format", choices=["text", "dot"], default="text", help="text (default) or Graphviz dot")
     p.add_argument("--depth", type=int, default=None, metavar="N", help="stop N actions below the start")
-
-
-def open_store() -> tuple[LocalStore, Workspace | None, str]:
-    """The store of the current workspace (or the default cache outside of one), the workspace
-    and the current package."""
-    from mlbuild.engine.commands.common import Context
-
-    try:
-        ctx = Context()
-    except UserError:
-        return LocalStore(default_cache_dir()), None, ""
-    return ctx.store, ctx.ws, ctx.current_package
+    add_scope_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import msgspec
 
     from mlbuild.engine.inspect.hashgraph import HashGraph
-    from mlbuild.engine.inspect.lineage import lineage_tree, resolve_key
+    from mlbuild.engine.inspect.lineage import lineage_tree, resolve_start
     from mlbuild.engine.inspect.lineage_render import lineage_dot, lineage_text
 
     if args.depth is not None and args.depth < 0:
         raise UserError("--depth must be 0 or more")
-    store, _, package = open_store()
+    store, _, package, scope = open_records(args.all_workspaces)
     try:
-        graph = HashGraph(store)
-        tree = lineage_tree(store, resolve_key(store, args.what, package, graph), args.depth, graph)
+        graph = HashGraph(store, scope)
+        start = resolve_start(store, args.what, package, graph)
+        tree = lineage_tree(store, start.key, args.depth, graph, start.build, start.notes)
     finally:
         store.close()
     if args.json:

@@ -12,24 +12,28 @@ from typing import Any
 
 import msgspec
 
+from mlbuild.engine.commands.common import add_scope_option
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("id", metavar="ID", help="the build to reproduce (an id or a unique prefix; see mlbuild builds)")
+    p.add_argument("id", metavar="ID", help="the build to reproduce (an id or any unique part of one; see mlbuild builds)")
     p.add_argument("--executor", default=None, help="where steps run (default: the recorded build's executor)")
     p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the report")
+    add_scope_option(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlbuild.engine.commands.builds import find_build, open_store
+    from mlbuild.engine.commands.common import open_records
+    from mlbuild.engine.inspect.recorded import find_build
     from mlbuild.engine.inspect.reproduce import reproduce
     from mlbuild.engine.inspect.verify import print_report
     from mlbuild.engine.run.backends import executor_class
     from mlbuild.engine.run.build import cpu_count
 
-    store, _ = open_store()
-    record = find_build(store, args.id)
+    store, _, _, scope = open_records(args.all_workspaces)
+    record = find_build(store, args.id, scope)
     executor_name = args.executor or record.executor
     cls = executor_class(executor_name)
 

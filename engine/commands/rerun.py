@@ -17,13 +17,14 @@ from typing import Any
 
 import msgspec
 
-from mlbuild.engine.commands.common import add_build_options
+from mlbuild.engine.commands.common import add_build_options, add_scope_option
 from mlbuild.engine.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("id", metavar="ID", help="the build to re-run (an id or a unique prefix; see mlbuild builds)")
+    p.add_argument("id", metavar="ID", help="the build to re-run (an id or any unique part of one; see mlbuild builds)")
     add_build_options(p)
+    add_scope_option(p)
 
 
 def merge_overrides(old: dict[str, Any], new: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -38,13 +39,13 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from mlbuild.engine.commands.build import execute, json_summary
-    from mlbuild.engine.commands.builds import find_build, open_store
-    from mlbuild.engine.commands.common import Context, parse_set
+    from mlbuild.engine.commands.common import Context, open_records, parse_set
+    from mlbuild.engine.inspect.recorded import find_build
     from mlbuild.engine.plan.workspace import WORKSPACE_FILE
     from mlbuild.engine.run.build import raise_for_failures
 
-    store, package = open_store()
-    original = find_build(store, args.id)
+    store, _, package, scope = open_records(args.all_workspaces)
+    original = find_build(store, args.id, scope)
     root = Path(original.workspace)
     if not (root / WORKSPACE_FILE).is_file():
         raise UserError(f"build {original.id} was made in {root}, which is no longer a workspace; it cannot be re-run")

@@ -1,9 +1,11 @@
-"""Reading the hash graph: action results, who produced a digest, and the manifests and
-sources the CAS holds under code and environment digests.
+"""Reading the hash graph: action results, the recorded producers of their inputs, build
+records, and the manifests and sources the CAS holds under code and environment digests.
 
-Lineage, ``why`` and ``diff`` are all walks over this graph; nothing here is a separate
-lineage database. Every read is memoized for the life of one ``HashGraph``, so a walk over
-thousands of actions that share a code or environment digest decodes each manifest once.
+Lineage, ``why`` and ``diff`` are all walks over this graph. An edge is what was recorded when
+it was known — a build record's ``edges``, else an action result's ``producers`` — never a
+digest looked up after the fact: two actions can produce the same bytes. Every read is
+memoized for the life of one ``HashGraph``, so a walk over thousands of actions that share a
+code or environment digest decodes each manifest once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import msgspec
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.records import ActionResult, BuildRecord, CodeManifest, EnvManifest
 from mlbuild.cache.store import LocalStore
+from mlbuild.engine.inspect.recorded import ALL, Scope, in_scope
 
 __all__ = ["HashGraph"]
 
@@ -21,59 +24,57 @@ _env_dec = msgspec.msgpack.Decoder(EnvManifest)
 
 
 class HashGraph:
-    """Memoized reads of one local store's action cache, reverse indexes and CAS."""
+    """Memoized reads of one local store's action cache, reverse indexes, CAS and the build
+    records of one workspace (``scope``; every workspace's with the default)."""
 
-    def __init__(self, store: LocalStore) -> None:
+    def __init__(self, store: LocalStore, scope: Scope = ALL) -> None:
         self.store = store
+        self.scope = scope
         self._actions: dict[str, ActionResult | None] = {}
-        self._producers: dict[str, str | None] = {}
+        self._producers: dict[str, list[str]] = {}
         self._code: dict[str, CodeManifest | None] = {}
         self._env: dict[str, EnvManifest | None] = {}
         self._builds: list[BuildRecord] | None = None
         self._labels: dict[str, list[tuple[float, str]]] | None = None
         self._keys: list[tuple[BuildRecord, dict[str, str]]] | None = None
+        self._edges: dict[str, dict[str, dict[str, str]]] = {}
 
     def action(self, key: str) -> ActionResult | None:
         if key not in self._actions:
             self._actions[key] = self.store.index.get_action(key)
         return self._actions[key]
 
-    def producer(self, digest: str) -> str | None:
-        """The key of the action whose output or whole result has ``digest``; None for a source."""
+    def producers(self, digest: str) -> list[str]:
+        """The keys of every cached action whose output or whole result has ``digest``."""
         if digest not in self._producers:
-            key = self.store.index.producer_of(digest)
-            # The reverse index outlives a deleted action entry; such a producer is unknown.
-            self._producers[digest] = key if key is not None and self.action(key) is not None else None
+            # The reverse index outlives deleted action entries; those producers are unknown.
+            self._producers[digest] = [k for k in self.store.index.producers_of(digest) if self.action(k) is not None]
         return self._producers[digest]
 
-    def producer_like(self, digest: str, label: str) -> str | None:
-        """The producer of ``digest``, preferring an action of ``label``.
+    def edges(self, record: BuildRecord) -> dict[str, dict[str, str]]:
+        """Consumer key -> {input name: producer key}, as ``record`` recorded them."""
+        if record.id not in self._edges:
+            found: dict[str, dict[str, str]] = {}
+            for e in record.edges:
+                found.setdefault(e.consumer, {})[e.input] = e.producer
+            self._edges[record.id] = found
+        return self._edges[record.id]
 
-        The producers index keeps one action per digest, the latest to write it; when two
-        targets produced the same bytes, an old input digest may point at the wrong one. Pairing
-        an old input with the new input's own target keeps ``why`` comparing like with like.
-        """
-        key = self.producer(digest)
-        if key is None or self._label(key) == label:
-            return key
-        for _, other in self._by_label().get(label, []):
-            result = self.action(other)
-            if result is not None and result.result_digest() == digest:
-                return other
-        return key
+    def producer_keys(self, result: ActionResult, record: BuildRecord | None = None) -> dict[str, str] | None:
+        """Input name -> key of the action whose result that input was: in build ``record`` when
+        it recorded the edges, else as the result itself recorded them when it ran. None when
+        neither did (both were written before mlbuild recorded producers): not guessed."""
+        if record is not None and record.schema >= 2:
+            edges = self.edges(record).get(result.key)
+            if edges is not None:
+                return edges
+            if not (result.producers or None) and any(a.key == result.key for a in record.actions):
+                return {}  # in this build's graph with no upstream inputs
+        return result.producers
 
-    def _label(self, key: str) -> str | None:
-        result = self.action(key)
-        return None if result is None else result.label
-
-    def upstream(self, result: ActionResult) -> dict[str, str]:
-        """Input name -> key of the action that produced that input, for non-source inputs."""
-        out = {}
-        for name, digest in result.key_spec.inputs.items():
-            key = self.producer(digest)
-            if key is not None:
-                out[name] = key
-        return out
+    def upstream(self, result: ActionResult, record: BuildRecord | None = None) -> dict[str, str]:
+        """Input name -> producer key for the inputs whose producer was recorded."""
+        return dict(self.producer_keys(result, record) or {})
 
     def blob(self, digest: str) -> bytes | None:
         try:
@@ -107,25 +108,27 @@ class HashGraph:
         return None if raw is None else raw.decode(errors="replace")
 
     def builds(self) -> list[BuildRecord]:
-        """Every recorded build, newest first."""
+        """Every recorded build in scope, newest first."""
         if self._builds is None:
-            self._builds = self.store.index.list_builds()
+            self._builds = [r for r in self.store.index.list_builds() if in_scope(r, self.scope)]
         return self._builds
 
     def _build_keys(self) -> list[tuple[BuildRecord, dict[str, str]]]:
-        """Each build (newest first) with its label -> key map (failed and skipped left out)."""
+        """Each build (newest first) with its label -> key map (only steps that succeeded)."""
         if self._keys is None:
             self._keys = [
-                (r, {a.label: a.key for a in r.actions if a.key and a.status not in ("failed", "skipped")})
+                (r, {a.label: a.key for a in r.actions if a.key and a.status in ("cached", "remote", "executed")})
                 for r in self.builds()
             ]
         return self._keys
 
     def latest_key(self, label: str, before: float | None = None, other_than: str | None = None) -> tuple[str, str | None] | None:
-        """The key of ``label`` in its most recent recorded build (started before ``before``,
-        with a key other than ``other_than``) whose result is still cached, and that build's id.
+        """The key of ``label`` in its most recent recorded build in scope (started before
+        ``before``, with a key other than ``other_than``) whose result is still cached, and that
+        build's id.
 
-        Falls back to the most recently finished cached result of that label (build id None).
+        Only when every workspace is in scope, falls back to the most recently finished cached
+        result of that label (build id None): results carry no workspace.
         """
         for record, keys in self._build_keys():
             if before is not None and record.started >= before:
@@ -133,12 +136,26 @@ class HashGraph:
             key = keys.get(label)
             if key and key != other_than and self.action(key) is not None:
                 return key, record.id
+        if not self.scope.everything:
+            return None
         best: tuple[float, str] | None = None
         for finished, key in self._by_label().get(label, []):
             if key != other_than and (before is None or finished < before):
                 if best is None or finished > best[0]:
                     best = (finished, key)
         return None if best is None else (best[1], None)
+
+    def build(self, build_id: str) -> BuildRecord | None:
+        """A recorded build in scope by its exact id."""
+        return next((r for r in self.builds() if r.id == build_id), None)
+
+    def latest_build(self, label: str) -> tuple[BuildRecord, str] | None:
+        """The most recent build in scope where ``label`` succeeded (ran or was cached), and its key."""
+        for record, keys in self._build_keys():
+            key = keys.get(label)
+            if key:
+                return record, key
+        return None
 
     def _by_label(self) -> dict[str, list[tuple[float, str]]]:
         # One pass over the action cache, only when some label has no recorded build.

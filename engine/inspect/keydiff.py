@@ -159,28 +159,37 @@ class KeyDiffer:
                 out.append(Cause("package", pkg, change=change, old=x, new=y))
         return out or [Cause("env", old=old, new=new)]
 
-    def input_change(self, name: str, old: str | None, new: str | None, path: str | None) -> tuple[Cause, tuple[str, str] | None]:
-        """The cause for one input, and the upstream key pair whose root causes it needs."""
+    def input_change(
+        self, name: str, old: str | None, new: str | None, path: str | None, up_old: str | None, up_new: str | None
+    ) -> tuple[Cause, tuple[str, str] | None]:
+        """The cause for one input, and the upstream key pair whose root causes it needs.
+
+        ``up_old``/``up_new`` are the recorded producers of the input (None: a source file, or
+        not recorded); a digest is never looked up to guess one.
+        """
         if old is None:
             return Cause("input", name, change="added", new=new), None
         if new is None:
             return Cause("input", name, change="removed", old=old), None
-        up_new = self.graph.producer(new)
-        up = self.graph.action(up_new) if up_new is not None else None
-        up_old = self.graph.producer(old) if up is None else self.graph.producer_like(old, up.label)
-        if up_old is None and up_new is None:
-            return Cause("source", name, file=path or "", old=old, new=new), None
-        up = up or self.graph.action(up_old or "")
+        if up_old is None and up_new is None and path is not None:
+            return Cause("source", name, file=path, old=old, new=new), None
+        up = self.graph.action(up_new or up_old or "")
         cause = Cause("input", name, old=old, new=new, upstream=up.label if up else "")
         return cause, (up_old, up_new) if up_old is not None and up_new is not None else None
 
     # -- whole keys ----------------------------------------------------------------------
 
     def direct(
-        self, old: KeySpec, new: KeySpec, sources: dict[str, str] | None = None
+        self,
+        old: KeySpec,
+        new: KeySpec,
+        sources: dict[str, str] | None = None,
+        old_up: dict[str, str] | None = None,
+        new_up: dict[str, str] | None = None,
     ) -> tuple[list[Cause], dict[str, tuple[str, str]]]:
         """The causes between two KeySpecs, with input causes not yet given their ``because``,
-        and input name -> (old upstream key, new upstream key) for those that need one."""
+        and input name -> (old upstream key, new upstream key) for those that need one.
+        ``old_up``/``new_up`` map input names to their recorded producers' keys."""
         causes: list[Cause] = []
         if old.schema != new.schema:
             causes.append(Cause("schema", old=old.schema, new=new.schema))
@@ -192,16 +201,30 @@ class KeyDiffer:
         for name in sorted(set(old.inputs) | set(new.inputs)):
             a, b = old.inputs.get(name), new.inputs.get(name)
             if a != b:
-                cause, pair = self.input_change(name, a, b, (sources or {}).get(name))
+                cause, pair = self.input_change(
+                    name, a, b, (sources or {}).get(name), (old_up or {}).get(name), (new_up or {}).get(name)
+                )
                 causes.append(cause)
                 if pair is not None:
                     pairs[name] = pair
         causes += self.env_changes(old.env, new.env)
         return causes, pairs
 
-    def compare(self, old: ActionResult, new: KeySpec, sources: dict[str, str] | None = None) -> list[Cause]:
-        """Why ``new`` differs from ``old``'s key, each changed input explained by its root causes."""
-        causes, pairs = self.direct(old.key_spec, new, sources if sources is not None else old.sources)
+    def compare(
+        self,
+        old: ActionResult,
+        new: KeySpec,
+        sources: dict[str, str] | None = None,
+        new_up: dict[str, str] | None = None,
+        old_up: dict[str, str] | None = None,
+    ) -> list[Cause]:
+        """Why ``new`` differs from ``old``'s key, each changed input explained by its root causes.
+
+        ``new_up``/``old_up``: input name -> producer key on each side (default for the old side:
+        the producers its result recorded)."""
+        if old_up is None:
+            old_up = self.graph.upstream(old)
+        causes, pairs = self.direct(old.key_spec, new, sources if sources is not None else old.sources, old_up, new_up)
         return [
             msgspec.structs.replace(c, because=self.roots(*pairs[c.name])) if c.kind == "input" and c.name in pairs else c
             for c in causes
@@ -226,7 +249,9 @@ class KeyDiffer:
                     self._roots[pair] = [Cause("same_key", label=b.label)]
                     stack.pop()
                     continue
-                causes, ups = self.direct(a.key_spec, b.key_spec, b.sources or a.sources)
+                causes, ups = self.direct(
+                    a.key_spec, b.key_spec, b.sources or a.sources, self.graph.upstream(a), self.graph.upstream(b)
+                )
                 pending[pair] = (causes, ups, b.label)
             causes, ups, label = pending[pair]
             todo = [p for p in ups.values() if p not in self._roots]

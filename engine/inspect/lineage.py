@@ -1,15 +1,17 @@
-"""Lineage: the tree from an output back to its sources, read off the hash graph.
+"""Lineage: the tree from an output back to its sources, as the builds recorded it.
 
-Every action result carries the KeySpec it was keyed by; an input digest of a downstream
-action is its upstream's result digest, which the ``producers`` index maps back to the
-upstream's key. Walking that from one action down to inputs nobody produced (source files)
-is the lineage. Everything returned is a msgspec Struct, so ``msgspec.json.encode`` serializes
-it for ``--json`` and for the web UI.
+Each input of an action names the key of the action whose result it was: a build record's
+``edges`` for the actions of that build, and each result's own ``producers`` (as it ran) beyond
+it. Lineage walks those keys down to inputs no action produced (source files); it never maps a
+digest back to "its" producer, because two actions can produce the same bytes. A digest asked
+about by itself maps to every producer, and the answer says so when there are several. Results
+recorded before producers were kept show a note instead of a guessed upstream. Everything
+returned is a msgspec Struct, so ``msgspec.json.encode`` serializes it for ``--json`` and the UI.
 
-``consumers`` goes the other way ("which actions used this artifact?") through the
-``consumers`` index, and backs the query functions ``consumers(DIGEST[, DEPTH])`` (direct, or
-up to DEPTH levels) and ``transitive_consumers(DIGEST)`` (everything downstream, like Bazel's
-``rdeps``).
+``consumers`` goes the other way ("which actions used this artifact?"): the recorded consumers
+of the actions that produced it (and, for a source file, the actions that took its digest). It
+backs the query functions ``consumers(DIGEST[, DEPTH])`` (direct, or up to DEPTH levels) and
+``transitive_consumers(DIGEST)`` (everything downstream, like Bazel's ``rdeps``).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 import msgspec
 
 from mlbuild.cache.digest import digest_file, is_digest
-from mlbuild.cache.records import ArtifactRef
+from mlbuild.cache.records import ArtifactRef, BuildRecord
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.hashgraph import HashGraph
+from mlbuild.engine.plan.workspace import OUTPUT_DIR
 
 __all__ = [
     "Consumer",
@@ -38,7 +41,11 @@ __all__ = [
     "environment",
     "lineage_tree",
     "resolve_key",
+    "resolve_start",
+    "Start",
 ]
+
+UNRECORDED = "recorded before mlbuild kept each input's producer: its upstream is not known (rebuild to record it)"
 
 
 class FunctionRef(msgspec.Struct, frozen=True):
@@ -97,16 +104,30 @@ class LineageNode(msgspec.Struct, frozen=True):
     executor: str
     host: str
     finished: float
+    unknown: list[str] = []  # inputs whose producer was not recorded (see ``note``)
+    note: str | None = None
 
 
 class LineageGraph(msgspec.Struct, frozen=True):
     """The lineage of ``root``: nodes in breadth-first order from it (each action once, at its
-    smallest depth); ``truncated`` lists the upstream keys ``depth`` left unexpanded."""
+    smallest depth); ``truncated`` lists the upstream keys ``depth`` left unexpanded. ``build``
+    is the build whose recorded edges were followed first; ``notes`` say what to know about the
+    start (several producers of one digest, a modified file)."""
 
     root: str
     nodes: list[LineageNode]
     depth: int | None = None
     truncated: list[str] = []
+    build: str | None = None
+    notes: list[str] = []
+
+
+class Start(msgspec.Struct, frozen=True):
+    """Where a lineage starts: an action key, the build it is taken from, and notes."""
+
+    key: str
+    build: BuildRecord | None = None
+    notes: list[str] = []
 
 
 class Consumer(msgspec.Struct, frozen=True):
@@ -125,22 +146,26 @@ def environment(graph: HashGraph, digest: str) -> Environment:
     return Environment(digest, manifest.image, manifest.python, dict(manifest.packages))
 
 
-def _node(graph: HashGraph, key: str, depth: int) -> LineageNode:
+def _node(graph: HashGraph, key: str, depth: int, record: BuildRecord | None, labels: dict[str, str]) -> LineageNode:
     result = graph.action(key)
     assert result is not None  # callers only pass keys whose action they read
     spec = result.key_spec
     manifest = graph.code_manifest(spec.code)
-    upstream, sources = [], []
+    producers = graph.producer_keys(result, record)
+    upstream, sources, unknown = [], [], []
     for name, digest in spec.inputs.items():
-        up = graph.producer(digest)
+        up = (producers or {}).get(name)
         if up is not None:
             up_result = graph.action(up)
-            upstream.append(Upstream(name, digest, up, up_result.label if up_result else "?"))
-        else:
+            label = labels.get(up) or (up_result.label if up_result else "?")
+            upstream.append(Upstream(name, digest, up, label))
+        elif producers is not None or name in result.sources:
             sources.append(SourceFile(name, digest, result.sources.get(name)))
+        else:
+            unknown.append(name)
     return LineageNode(
         key=key,
-        label=result.label,
+        label=labels.get(key, result.label),
         rule=result.rule,
         depth=depth,
         code=spec.code,
@@ -156,115 +181,203 @@ def _node(graph: HashGraph, key: str, depth: int) -> LineageNode:
         executor=result.executor,
         host=result.host,
         finished=result.finished,
+        unknown=unknown,
+        note=UNRECORDED if unknown else None,
     )
 
 
-def lineage_tree(store: LocalStore, key: str, depth: int | None = None, graph: HashGraph | None = None) -> LineageGraph:
-    """The lineage of action ``key`` down to its sources, cut ``depth`` levels below it.
+def lineage_tree(
+    store: LocalStore,
+    key: str,
+    depth: int | None = None,
+    graph: HashGraph | None = None,
+    record: BuildRecord | None = None,
+    notes: list[str] | None = None,
+) -> LineageGraph:
+    """The lineage of action ``key`` down to its sources, cut ``depth`` levels below it,
+    following build ``record``'s edges for its actions and each result's producers beyond.
 
     Iterative (a 10,000-step chain is 10,000 levels deep). Raises UserError for an unknown key.
     """
     graph = graph or HashGraph(store)
     if graph.action(key) is None:
         raise UserError(f"no action {key} in the action cache")
+    # A key's label as this build knew it (two targets can share one key).
+    labels = {a.key: a.label for a in record.actions if a.key} if record is not None else {}
     nodes: list[LineageNode] = []
     seen = {key}
     truncated: list[str] = []
     todo = deque([(key, 0)])
     while todo:
         current, level = todo.popleft()
-        node = _node(graph, current, level)
+        node = _node(graph, current, level, record, labels)
         nodes.append(node)
         for up in node.upstream:
-            if up.key in seen:
-                continue
+            if up.key in seen or graph.action(up.key) is None:
+                continue  # an upstream collected from the cache ends the walk there
             seen.add(up.key)
             if depth is not None and level >= depth:
                 truncated.append(up.key)
             else:
                 todo.append((up.key, level + 1))
-    return LineageGraph(root=key, nodes=nodes, depth=depth, truncated=truncated)
+    return LineageGraph(
+        root=key, nodes=nodes, depth=depth, truncated=truncated,
+        build=record.id if record is not None else None, notes=list(notes or []),
+    )
 
 
 def consumers(store: LocalStore, digest: str, depth: int | None = 1, graph: HashGraph | None = None) -> list[Consumer]:
     """The actions that consumed ``digest``: directly (``depth=1``), up to ``depth`` levels
     downstream, or all of them (``depth=None``), nearest first.
 
-    ``digest`` may be a source file's digest, an action's output digest or its result digest
-    (a downstream action's input digest is the upstream's result digest, so an output digest
-    is followed through the action that produced it).
+    ``digest`` may be a source file's digest, an action's output or result digest, or an action
+    key; a produced digest is followed through the recorded consumers of every action that
+    produced it, never through another action that happened to produce the same bytes.
     """
     graph = graph or HashGraph(store)
     found: dict[str, Consumer] = {}
-    frontier = [digest]
-    producer = graph.producer(digest)
-    if producer is not None:
-        result = graph.action(producer)
-        assert result is not None
-        frontier.append(result.result_digest())
+    frontier = [digest] if graph.action(digest) is not None else graph.producers(digest)
     level = 1
+    if not frontier:  # a source file: the actions that took these bytes as an input
+        for key in store.index.consumers_of(digest):
+            result = graph.action(key)
+            if key not in found and result is not None:
+                name = next((n for n, v in result.key_spec.inputs.items() if v == digest), "")
+                found[key] = Consumer(key, result.label, name, 1)
+        frontier, level = list(found), 2
     while frontier and (depth is None or level <= depth):
         nxt: list[str] = []
-        for d in dict.fromkeys(frontier):
-            for key in store.index.consumers_of(d):
+        for producer in dict.fromkeys(frontier):
+            for key in store.index.dependents_of(producer):
                 result = graph.action(key)
                 if key in found or result is None:
-                    continue  # the consumers index outlives deleted actions
-                name = next((n for n, v in result.key_spec.inputs.items() if v == d), "")
+                    continue  # the index outlives deleted actions
+                ups = graph.upstream(result)
+                name = next((n for n, k in ups.items() if k == producer), "")
                 found[key] = Consumer(key, result.label, name, level)
-                nxt.append(result.result_digest())
+                nxt.append(key)
         frontier = nxt
         level += 1
     return sorted(found.values(), key=lambda c: (c.depth, c.label, c.key))
 
 
 def resolve_key(store: LocalStore, text: str, current_package: str = "", graph: HashGraph | None = None) -> str:
-    """The action key that ``text`` names: an action key, an output or result digest, a path
-    of a blob in the cache (``cas/ab/abcd…``), a file under ``mlbuild-out/``, or a target label
-    (the action of its most recent recorded build)."""
+    """The action key ``text`` names (see ``resolve_start``)."""
+    return resolve_start(store, text, current_package, graph).key
+
+
+def resolve_start(store: LocalStore, text: str, current_package: str = "", graph: HashGraph | None = None) -> Start:
+    """Where the lineage of ``text`` starts: an action key; an output or result digest (every
+    action that produced those bytes is named when there are several); a path of a blob in the
+    cache (``cas/ab/abcd…``); a file under ``mlbuild-out/`` (the build that put it there); or a
+    target label (its most recent successful build in ``graph``'s scope)."""
     graph = graph or HashGraph(store)
     if is_digest(text):
         if graph.action(text) is not None:
-            return text
-        key = graph.producer(text)
-        if key is None:
-            raise UserError(
-                f"no action in the cache has key or output digest {text} "
-                "(a file inside a directory output is reached through its directory)"
-            )
-        return key
+            return Start(text, _build_of(graph, text))
+        return _start_of_digest(graph, text, f"no action in the cache has key or output digest {text} "
+                                "(a file inside a directory output is reached through its directory)")
     if text.startswith(("//", ":")):
         from mlbuild.engine.plan.labels import parse_label
 
         label = str(parse_label(text, current_package))
-        found = graph.latest_key(label)
-        if found is None:
-            raise UserError(f"{label} has no recorded result in the cache (build it first: mlbuild build {label})")
-        return found[0]
-    return _key_of_path(store, graph, Path(text))
+        found = graph.latest_build(label)
+        if found is None or graph.action(found[1]) is None:
+            where = "" if graph.scope.everything else " of this workspace (--all-workspaces looks in every workspace)"
+            raise UserError(f"{label} has no recorded result in the builds{where}; build it first: mlbuild build {label}")
+        return Start(found[1], found[0])
+    return _start_of_path(store, graph, Path(text))
 
 
-def _key_of_path(store: LocalStore, graph: HashGraph, path: Path) -> str:
+def _build_of(graph: HashGraph, key: str) -> BuildRecord | None:
+    """The most recent build in scope that ran or took action ``key``."""
+    return next((r for r in graph.builds() if any(a.key == key for a in r.actions)), None)
+
+
+def _start_of_digest(graph: HashGraph, digest: str, missing: str, label: str | None = None) -> Start:
+    keys = graph.producers(digest)
+    if not keys:
+        raise UserError(missing)
+    # Prefer the producer of the most recent build in scope (of ``label``, when known).
+    for record in graph.builds():
+        for a in reversed(record.actions):
+            if a.key in keys and (label is None or a.label == label):
+                return Start(a.key, record, _several(graph, digest, keys, a.key))
+    if not graph.scope.everything:
+        raise UserError(f"{missing.split(' (')[0]} in a build of this workspace (--all-workspaces looks in every workspace)")
+    return Start(keys[-1], None, _several(graph, digest, keys, keys[-1]))
+
+
+def _several(graph: HashGraph, digest: str, keys: list[str], chosen: str) -> list[str]:
+    if len(keys) < 2:
+        return []
+    names = ", ".join(f"{(graph.action(k) or _Unknown).label} ({k[:12]})" for k in keys)
+    return [f"{len(keys)} actions produced the bytes {digest}: {names}; following {chosen[:12]}"]
+
+
+class _Unknown:
+    label = "?"
+
+
+def _start_of_path(store: LocalStore, graph: HashGraph, path: Path) -> Start:
     if not path.exists():
         raise UserError(f"{path}: no such file, and not a label (//pkg:name) or a digest")
     real = path.resolve()
     cas_root = store.cas.root.resolve()
     if cas_root in real.parents and is_digest(real.name):
-        digest = real.name
-    elif real.is_file():
+        return _start_of_digest(graph, real.name, f"{path}: no action in the cache produced it")
+    materialized = _materialized(real)
+    if materialized is not None:
+        label, result_digest, inside = materialized
+        start = _start_of_digest(graph, result_digest, f"{path}: the output of {label} there is not in the cache", label)
+        notes = list(start.notes)
+        if inside is not None and real.is_file():
+            digest, _ = digest_file(real)
+            if not _in_outputs(graph, start.key, inside, digest):
+                notes.append(f"{path} was changed after mlbuild put it there: it is not the bytes {label} produced")
+        return Start(start.key, start.build, notes)
+    if real.is_file():
         digest, _ = digest_file(real)
-    else:
-        # A materialized directory output: its package's markers name the whole result.
-        from mlbuild.engine.run.materialize import read_markers
+        return _start_of_digest(graph, digest, f"{path}: no action in the cache produced it (digest {digest})")
+    raise UserError(f"{path}: not an output of any action in the cache")
 
-        marked = read_markers(real.parent).get(real.name)
-        if marked is None:
-            raise UserError(f"{path}: not an output of any action in the cache")
-        digest = marked
-    key = graph.producer(digest)
-    if key is None:
-        raise UserError(f"{path}: no action in the cache produced it (digest {digest})")
-    return key
+
+def _materialized(real: Path) -> tuple[str, str, str | None] | None:
+    """For a path under ``mlbuild-out/``: (label, result digest, path inside its files output,
+    or None for the value file or the folder itself), from the package's markers."""
+    from mlbuild.engine.run.materialize import read_markers
+
+    parts = real.parts
+    if OUTPUT_DIR not in parts:
+        return None
+    base = len(parts) - 1 - parts[::-1].index(OUTPUT_DIR)
+    out = Path(*parts[: base + 1])
+    # The package folder is the deepest folder whose markers name the next path component.
+    for i in range(len(parts) - 1, base, -1):
+        package_dir = Path(*parts[:i])
+        markers = read_markers(package_dir)
+        name = parts[i]
+        target = name.split(".value.", 1)[0] if ".value." in name and i == len(parts) - 1 else name
+        if target in markers:
+            package = package_dir.relative_to(out).as_posix().strip(".")
+            inside = "/".join(parts[i + 1 :]) if target == name and len(parts) > i + 1 else None
+            return f"//{package}:{target}", markers[target], inside
+    return None
+
+
+def _in_outputs(graph: HashGraph, key: str, inside: str, digest: str) -> bool:
+    """Whether file ``inside`` of action ``key``'s files output has ``digest``."""
+    from mlbuild.cache.cas import CorruptBlob, MissingBlob
+    from mlbuild.cache.trees import read_tree
+
+    result = graph.action(key)
+    tree = result.output("files") if result else None
+    if tree is None:
+        return False
+    try:
+        return any(e.path == inside and e.digest == digest for e in read_tree(graph.store.cas, tree.digest))
+    except (CorruptBlob, MissingBlob):
+        return True  # cannot tell: say nothing
 
 
 def _query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:

@@ -48,13 +48,18 @@ def _node_lines(node: LineageNode, cut: set[str]) -> Iterator[str]:
         yield f"{pad}input    {up.input} <- {up.label} [{_short(up.key)}] digest {_short(up.digest)}{more}"
     for src in node.sources:
         yield f"{pad}source   {src.input} = {src.path or '(path not recorded)'} digest {_short(src.digest)}"
+    for name in node.unknown:
+        yield f"{pad}input    {name} <- ? digest {_short(node.inputs.get(name))}"
+    if node.note:
+        yield f"{pad}note     {node.note}"
     for out in node.outputs:
         yield f"{pad}output   {out.name} {_short(out.digest)} ({out.codec}, {out.size} bytes)"
 
 
 def lineage_text(graph: LineageGraph) -> str:
     cut = set(graph.truncated)
-    return "\n".join(line for node in graph.nodes for line in _node_lines(node, cut)) + "\n"
+    head = [f"note: {n}" for n in graph.notes] + ([f"as built by build {graph.build}"] if graph.build else [])
+    return "\n".join([*head, *(line for node in graph.nodes for line in _node_lines(node, cut))]) + "\n"
 
 
 def _dot_id(text: str) -> str:

@@ -78,13 +78,14 @@ def reproduce(
     """
     if not record.git_commit:
         raise UserError(
-            f"build {record.id} has no git commit recorded (its workspace {record.workspace} was not a git checkout), "
-            f"so it cannot be reproduced from source"
+            f"build {record.id} cannot be reproduced from source: its workspace {record.workspace} was not in a "
+            "git repository when it was built, so no commit was recorded (commit the workspace to git and build again)"
         )
     if record.git_dirty:
-        warn(
-            f"build {record.id} was made from a tree with uncommitted changes; reproducing commit "
-            f"{record.git_commit[:12]} without them, so outputs those changes affected will differ"
+        raise UserError(
+            f"build {record.id} cannot be reproduced from source: it was built from a tree with uncommitted or "
+            f"untracked changes on top of commit {record.git_commit[:12]}, and those changes were not recorded "
+            "(commit them and build again)"
         )
     repo, rel = _checkout_root(record)
     report = VerifyReport(targets=list(record.targets), runs=1, deps=True, executor=executor_name)

@@ -20,6 +20,7 @@ from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.hashgraph import HashGraph
 from mlbuild.engine.inspect.keydiff import Cause, KeyDiffer, same_change
+from mlbuild.engine.inspect.recorded import find_build
 from mlbuild.engine.keys.action_key import action_key, canonical_config, make_key_spec
 from mlbuild.engine.keys.actions import ActionFactory
 from mlbuild.engine.keys.environment import env_digest
@@ -39,7 +40,9 @@ __all__ = [
     "explain_target",
 ]
 
-Verdict = Literal["cached", "remote", "rebuilt", "failed", "skipped", "up_to_date", "would_rebuild"]
+Verdict = Literal[
+    "cached", "remote", "rebuilt", "failed", "skipped", "interrupted", "not_run", "up_to_date", "would_rebuild"
+]
 
 
 class ActionExplanation(msgspec.Struct, frozen=True):
@@ -85,8 +88,10 @@ def _explain(graph: HashGraph, differ: KeyDiffer, record: BuildRecord, action: B
     label, key = action.label, action.key
     if action.status in ("cached", "remote"):
         return ActionExplanation(label, key, action.status)
-    if action.status == "skipped" or key is None:
-        return ActionExplanation(label, key, "skipped", error=action.error)
+    if action.status in ("skipped", "interrupted", "not_run") or key is None:
+        status: Verdict = action.status if action.status in ("interrupted", "not_run") else "skipped"
+        because = action.because and (f"{action.because} failed" if action.status == "skipped" else action.because)
+        return ActionExplanation(label, key, status, error=action.error or because)
     result = graph.action(key)
     verdict: Verdict = "failed" if action.status == "failed" else "rebuilt"
     previous = graph.latest_key(label, before=record.started)
@@ -100,7 +105,12 @@ def _explain(graph: HashGraph, differ: KeyDiffer, record: BuildRecord, action: B
     if result is None or old is None:
         # A failed action leaves no result, so its KeySpec is not known.
         return ActionExplanation(label, key, verdict, [], prev_key, prev_build, action.error)
-    return ActionExplanation(label, key, verdict, differ.compare(old, result.key_spec, result.sources), prev_key, prev_build, action.error)
+    # Each side's inputs are followed to the producers its own build recorded.
+    old_record = graph.build(prev_build) if prev_build else None
+    causes = differ.compare(
+        old, result.key_spec, result.sources, graph.upstream(result, record), graph.upstream(old, old_record)
+    )
+    return ActionExplanation(label, key, verdict, causes, prev_key, prev_build, action.error)
 
 
 def _last_build(graph: HashGraph, label: str) -> tuple[BuildRecord, BuildAction]:
@@ -114,14 +124,12 @@ def _last_build(graph: HashGraph, label: str) -> tuple[BuildRecord, BuildAction]
 def explain_build_action(store: LocalStore, build_id: str, label: str, graph: HashGraph | None = None) -> ActionExplanation:
     """Why action ``label`` of build ``build_id`` (an id or a unique prefix) was cached or rebuilt."""
     graph = graph or HashGraph(store)
-    record, action = _build_action(store, build_id, label)
+    record, action = _build_action(graph, build_id, label)
     return _explain(graph, KeyDiffer(graph), record, action)
 
 
-def _build_action(store: LocalStore, build_id: str, label: str) -> tuple[BuildRecord, BuildAction]:
-    record = store.index.get_build(build_id)
-    if record is None:
-        raise UserError(f"no recorded build {build_id!r} (mlbuild builds lists them)")
+def _build_action(graph: HashGraph, build_id: str, label: str) -> tuple[BuildRecord, BuildAction]:
+    record = find_build(graph.store, build_id, graph.scope)
     action = next((a for a in reversed(record.actions) if a.label == label), None)
     if action is None:
         raise UserError(f"build {record.id} has no action {label}")
@@ -132,8 +140,8 @@ def explain_target(store: LocalStore, label: str, build_id: str | None = None, g
     """The last recorded build of ``label`` (or build ``build_id``), action by action over the
     target and its inputs, in dependency order."""
     graph = graph or HashGraph(store)
-    record, action = _last_build(graph, label) if build_id is None else _build_action(store, build_id, label)
-    wanted = _closure(graph, action.key) if action.key else None
+    record, action = _last_build(graph, label) if build_id is None else _build_action(graph, build_id, label)
+    wanted = _closure(graph, record, label, action.key)
     differ = KeyDiffer(graph)
     actions = [
         _explain(graph, differ, record, a)
@@ -143,19 +151,33 @@ def explain_target(store: LocalStore, label: str, build_id: str | None = None, g
     return Explanation(label, record.id, False, actions)
 
 
-def _closure(graph: HashGraph, key: str) -> set[str] | None:
-    """Labels of the action ``key`` and everything upstream of it (None: key not cached)."""
-    if graph.action(key) is None:
+def _closure(graph: HashGraph, record: BuildRecord, label: str, key: str | None) -> set[str] | None:
+    """Labels of ``label`` and everything upstream of it in ``record``: from the build's own
+    plan, else from the producers its results recorded (None: not recorded, so every action of
+    the build is shown rather than a guessed subset)."""
+    if record.plan:
+        inputs = {step.label: list(step.inputs.values()) for step in record.plan}
+        seen, todo = {label}, [label]
+        while todo:
+            for up in inputs.get(todo.pop(), []):
+                if up not in seen:
+                    seen.add(up)
+                    todo.append(up)
+        return seen
+    if key is None or graph.action(key) is None:
         return None
-    seen, labels, todo = {key}, set(), [key]
+    keys, labels, todo = {key}, set(), [key]
     while todo:
         result = graph.action(todo.pop())
         if result is None:
             continue
         labels.add(result.label)
-        for up in graph.upstream(result).values():
-            if up not in seen:
-                seen.add(up)
+        ups = graph.producer_keys(result)
+        if ups is None:
+            return None
+        for up in ups.values():
+            if up not in keys:
+                keys.add(up)
                 todo.append(up)
     return labels
 
@@ -226,7 +248,8 @@ def _dry_explain(
         )
         key = None
     sources = {n: r.path for n, r in target.inputs.items() if isinstance(r, FileInput)}
-    causes = _dry_causes(graph, differ, text, key, spec, sources)
+    ups = {n: results[r].key for n, r in target.inputs.items() if not isinstance(r, FileInput) and r in results}
+    causes = _dry_causes(graph, differ, text, key, spec, sources, ups)
     for name, ref in target.inputs.items():
         if not isinstance(ref, FileInput) and ref not in results:
             causes.append(Cause("input", name, change="changed", upstream=str(ref), because=pending_roots.get(str(ref), [])))
@@ -235,7 +258,10 @@ def _dry_explain(
     pending_roots[text] = _roots_of(text, causes, pending_roots)
 
 
-def _dry_causes(graph: HashGraph, differ: KeyDiffer, label: str, key: str | None, spec: KeySpec, sources: dict[str, str]) -> list[Cause]:
+def _dry_causes(
+    graph: HashGraph, differ: KeyDiffer, label: str, key: str | None, spec: KeySpec, sources: dict[str, str],
+    ups: dict[str, str],
+) -> list[Cause]:
     previous = graph.latest_key(label)
     if previous is None:
         return [Cause("new_target")]
@@ -245,7 +271,9 @@ def _dry_causes(graph: HashGraph, differ: KeyDiffer, label: str, key: str | None
         return [Cause("same_key")]
     # Inputs still waiting on a rebuild are explained by the caller, not compared here.
     old_spec = msgspec.structs.replace(old.key_spec, inputs={n: d for n, d in old.key_spec.inputs.items() if n in spec.inputs or key is not None})
-    return differ.compare(msgspec.structs.replace(old, key_spec=old_spec), spec, sources)
+    previous_record = graph.build(previous[1]) if previous[1] else None
+    old_up = graph.upstream(old, previous_record)
+    return differ.compare(msgspec.structs.replace(old, key_spec=old_spec), spec, sources, ups, old_up)
 
 
 def _roots_of(label: str, causes: list[Cause], pending: dict[str, list[Cause]]) -> list[Cause]:
@@ -258,13 +286,11 @@ def _roots_of(label: str, causes: list[Cause], pending: dict[str, list[Cause]]) 
 
 
 def diff_builds(store: LocalStore, old_id: str, new_id: str, graph: HashGraph | None = None) -> BuildDiff:
-    """Two recorded builds compared target by target: same, changed (and why), added, removed."""
+    """Two recorded builds compared target by target: same, changed (and why), added, removed.
+
+    Build ids are any unique part of an id, among the builds of ``graph``'s scope."""
     graph = graph or HashGraph(store)
-    old, new = store.index.get_build(old_id), store.index.get_build(new_id)
-    for given, record in ((old_id, old), (new_id, new)):
-        if record is None:
-            raise UserError(f"no recorded build {given!r} (mlbuild builds lists them)")
-    assert old is not None and new is not None
+    old, new = find_build(store, old_id, graph.scope), find_build(store, new_id, graph.scope)
     differ = KeyDiffer(graph)
     a = {x.label: x.key for x in old.actions}
     b = {x.label: x.key for x in new.actions}
@@ -276,7 +302,10 @@ def diff_builds(store: LocalStore, old_id: str, new_id: str, graph: HashGraph | 
             targets.append(TargetDiff(label, "same", key, key))
         else:
             ra, rb = graph.action(a[label] or ""), graph.action(key or "")
-            causes = differ.compare(ra, rb.key_spec, rb.sources) if ra is not None and rb is not None else []
+            causes = []
+            if ra is not None and rb is not None:
+                # Each build's inputs followed to the producers that build recorded.
+                causes = differ.compare(ra, rb.key_spec, rb.sources, graph.upstream(rb, new), graph.upstream(ra, old))
             targets.append(TargetDiff(label, "changed", a[label], key, causes))
     targets += [TargetDiff(label, "removed", key, None) for label, key in a.items() if label not in b]
     return BuildDiff(old.id, new.id, targets)
