@@ -341,7 +341,7 @@ def test_running_build_shows_progress_live(ws: Path, client: Any, tmp_path: Path
 
         detail = wait_until("the build running, //pkg:data done, //pkg:slow running", running_with_progress)
         assert detail["dag"]["planned"] and detail["build"]["finished"] is None
-        assert {"source": "//pkg:data", "target": "//pkg:slow", "input": ""} in detail["dag"]["edges"]
+        assert {"source": "//pkg:data", "target": "//pkg:slow", "input": "data"} in detail["dag"]["edges"]
         release.touch()
         build_id = detail["build"]["id"]
 

@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from mlbuild.engine.errors import UserError
 
@@ -21,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--open", action="store_true", help="open the UI in a web browser")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="the cache to show (default: $MLBUILD_CACHE_DIR, the workspace's, ~/.cache/mlbuild)")
+    p.add_argument("--all-workspaces", action="store_true",
+                   help="list the builds of every workspace sharing the cache (default: this workspace's, "
+                        "when started in one; the page can switch)")
 
 
 def cache_dir(args: argparse.Namespace) -> Path:
@@ -58,6 +62,22 @@ def access(host: str) -> tuple[set[str] | None, str | None]:
     return set(LOOPBACK_HOSTS) | {host}, token
 
 
+def _scope(args: argparse.Namespace) -> Any:
+    """The builds the lists show by default: this workspace's, else (outside one, or with
+    --all-workspaces) every workspace's."""
+    from mlbuild.engine.inspect.recorded import ALL, Scope
+    from mlbuild.engine.plan.workspace import Workspace, find_root
+    from mlbuild.engine.run.build_record import workspace_id
+
+    if args.all_workspaces:
+        return ALL
+    try:
+        ws = Workspace(find_root(os.getcwd()))
+    except UserError:
+        return ALL
+    return Scope(workspace_id(ws), str(ws.root))
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         from werkzeug.serving import make_server
@@ -74,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     store = LocalStore(root)
     hosts, token = access(args.host)
     try:
-        server = make_server(args.host, args.port, create_app(store, hosts=hosts, token=token), threaded=True)
+        app = create_app(store, hosts=hosts, token=token, scope=_scope(args))
+        server = make_server(args.host, args.port, app, threaded=True)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host = args.host if ":" not in args.host else f"[{args.host}]"

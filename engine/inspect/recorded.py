@@ -72,7 +72,7 @@ def find_build(store: LocalStore, text: str, scope: Scope = ALL, records: list[B
         raise UserError(
             f"build {text!r} was made in another workspace ({where}); add --all-workspaces to look there"
         )
-    raise UserError(f"no recorded build matches {text!r} (mlbuild builds lists them)")
+    raise UserError(f"no recorded build {text!r}: no such build, and no build id contains it (mlbuild builds lists them)")
 
 
 def is_abandoned(record: BuildRecord) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -15,6 +16,19 @@ from mlbuild.engine.run.runner import run_encoded, timeout_message
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(ActionOutcome)
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a worker: exit when the build process is gone. A build stopped by a signal stops its
+    workers itself; one killed outright (SIGKILL, OOM) cannot, and its workers would otherwise
+    wait for work forever, holding its pipes open."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mlbuild-exit-with-parent", daemon=True).start()
 
 
 class LocalExecutor:
@@ -32,7 +46,10 @@ class LocalExecutor:
         with self._lock:
             if self._pool is None:
                 # spawn: workers must not inherit the parent's LMDB handles or threads.
-                self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(
+                    self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=exit_with_parent, initargs=(os.getpid(),),
+                )
             return self._pool
 
     def _reset_pool(self, broken: ProcessPoolExecutor) -> None:

@@ -1,10 +1,10 @@
 """The DAG of one recorded build, with a layered layout the page draws as SVG.
 
-Nodes are the build's actions. Edges come from the build record when it carries them, else
-from the action cache: each input digest of an action's KeySpec names (through the producers
-index) the action that made it. Steps with no stored result (failed, skipped, not yet run in a
-running build) take their edges from the workspace's plan of the build's targets, when that
-workspace can still be loaded.
+Nodes and edges come from the build record only: its plan (written before anything ran) gives
+every step, run or not, and which target each input came from; its actions give each step's
+fate. Nothing is imported or re-planned from the workspace to draw a build: today's BUILD.py
+may describe another graph. A record from before plans were recorded (schema 1) draws its
+actions with the edges their results recorded, and none where they recorded none (``note``).
 
 Scale: above ``GROUP_ABOVE`` nodes the page draws packages as group nodes (expanded on click),
 so the layout has two levels: the groups' layers and orders, and each node's layer and order
@@ -19,7 +19,6 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -90,14 +89,13 @@ class Dag(msgspec.Struct):
     nodes: list[Node]
     edges: list[Edge]
     layers: int
-    planned: bool  # whether the workspace's plan filled in steps without stored results
+    planned: bool  # whether the build's recorded plan gave the steps and edges
     groups: list[Group] = []
     group_edges: list[GroupEdge] = []
     group_layers: int = 0
+    note: str | None = None  # what the drawing leaves out, and why (an old record)
 
 
-_plan_lock = threading.Lock()
-_plan_cache: OrderedDict[str, dict[str, list[str]] | None] = OrderedDict()
 _layout_lock = threading.Lock()
 _layout_cache: OrderedDict[str, _Layout] = OrderedDict()
 _dag_cache: OrderedDict[tuple[str, str], Dag] = OrderedDict()
@@ -106,8 +104,11 @@ _encode = msgspec.msgpack.Encoder()
 
 
 def record_version(record: BuildRecord) -> str:
-    """A digest of the whole record: it changes whenever the build writes it again."""
-    return xxhash.xxh3_64_hexdigest(_encode.encode(record))
+    """A digest of the whole record: it changes whenever the build writes it again, and when
+    a running build's process turns out to be gone (abandoned)."""
+    from mlbuild.engine.inspect.recorded import is_abandoned
+
+    return xxhash.xxh3_64_hexdigest(_encode.encode(record)) + ("-abandoned" if is_abandoned(record) else "")
 
 
 def _remember(cache: OrderedDict[Any, Any], key: object, value: object) -> None:
@@ -115,34 +116,6 @@ def _remember(cache: OrderedDict[Any, Any], key: object, value: object) -> None:
     cache.move_to_end(key)
     while len(cache) > _CACHED:
         cache.popitem(last=False)
-
-
-def _planned_deps(record: BuildRecord) -> dict[str, list[str]] | None:
-    """label -> dependency labels from the workspace, or None when it cannot be loaded.
-
-    Planned once per build: a running build is polled, and its plan does not change under it.
-    """
-    from mlbuild.engine.errors import UserError
-    from mlbuild.engine.plan.labels import parse_label
-    from mlbuild.engine.plan.planner import plan
-    from mlbuild.engine.plan.workspace import Workspace
-
-    if record.id in _plan_cache:
-        return _plan_cache[record.id]
-    root = Path(record.workspace)
-    if not (root / "mlbuild.toml").is_file():
-        return None
-    # Loading BUILD.py files collects targets through module-level state: one at a time.
-    with _plan_lock:
-        try:
-            ws = Workspace(root)
-            p = plan(ws, [parse_label(t) for t in record.targets])
-        except (UserError, OSError, SyntaxError, ValueError):
-            deps = None
-        else:
-            deps = {str(label): [str(d) for d in p.targets[label].deps()] for label in p.order}
-        _remember(_plan_cache, record.id, deps)
-    return deps
 
 
 def build_dag(index: Index, record: BuildRecord) -> Dag:
@@ -161,65 +134,57 @@ def build_dag(index: Index, record: BuildRecord) -> Dag:
 def _build_dag(index: Index, record: BuildRecord) -> Dag:
     latest: dict[str, Node] = {}
     for a in record.actions:
-        latest[a.label] = Node(a.key or a.label, a.label, a.key, a.status, a.seconds, a.error, a.log_digest)
-    keys = [n.key for n in latest.values() if n.key]
-    results = index.get_actions(keys)
-    label_of_key = {n.key: n.label for n in latest.values() if n.key}
+        latest[a.label] = Node(a.key or a.label, a.label, a.key, a.status, a.seconds, a.because or a.error, a.log_digest)
     edges: dict[tuple[str, str, str], None] = {}
-    resolved: set[str] = set()
-    for node in latest.values():
-        result = results.get(node.key or "")
-        if result is None:
-            continue
-        resolved.add(node.label)
-        for name, digest in result.key_spec.inputs.items():
-            producer = index.producer_of(digest)
-            if producer is None:
-                continue  # a source file
-            source = label_of_key.get(producer)
-            if source is None:
-                upstream = index.get_action(producer)
-                source = upstream.label if upstream else None
-            if source is not None and source in latest:
-                edges[(source, node.label, name)] = None
-    planned = False
-    if record.status == "running" or len(resolved) < len(latest) or not latest:
-        deps = _planned_deps(record)
-        if deps is not None:
-            planned = True
-            _add_planned(record, latest, deps, resolved, edges)
+    note = None
+    if record.plan:
+        _add_planned(record, latest, edges)
+    else:
+        note = _recorded_edges(index, latest, edges)
     nodes = sorted(latest.values(), key=lambda n: natural_key(n.label))
     edge_list = [Edge(s, t, n) for s, t, n in edges]
     lay = _cached_layout([n.label for n in nodes], [(e.source, e.target) for e in edge_list])
     for n in nodes:
         n.layer, n.order = lay.place[n.label]
         n.group = lay.group_of.get(n.label, -1)
-    return Dag(nodes, edge_list, lay.layers, planned, lay.groups, lay.group_edges, lay.group_layers)
+    return Dag(nodes, edge_list, lay.layers, bool(record.plan), lay.groups, lay.group_edges, lay.group_layers, note)
 
 
-def _add_planned(
-    record: BuildRecord,
-    latest: dict[str, Node],
-    deps: dict[str, list[str]],
-    resolved: set[str],
-    edges: dict[tuple[str, str, str], None],
-) -> None:
+def _add_planned(record: BuildRecord, latest: dict[str, Node], edges: dict[tuple[str, str, str], None]) -> None:
+    """Every planned step (one with no action yet: running or pending while the build runs,
+    never run once it ended) and every planned edge."""
+    from mlbuild.engine.inspect.recorded import is_abandoned
+
     done = {label for label, n in latest.items() if n.status in ("cached", "remote", "executed")}
-    for label, ds in deps.items():
-        if label not in latest:
-            if record.status == "running":
-                status = "running" if all(d in done for d in ds) else "pending"
+    live = record.status == "running" and not is_abandoned(record)
+    for step in record.plan:
+        if step.label not in latest:
+            if live:
+                status = "running" if all(d in done for d in step.inputs.values()) else "pending"
             else:
-                status = "skipped"  # never reached: the build stopped before it
-            latest[label] = Node(label, label, None, status)
-    have = {(s, t) for s, t, _ in edges}
-    for label, ds in deps.items():
-        if label in resolved:
+                status = "not_run"  # the build ended before it
+            latest[step.label] = Node(step.label, step.label, None, status)
+        for name, upstream in step.inputs.items():
+            edges[(upstream, step.label, name)] = None
+
+
+def _recorded_edges(index: Index, latest: dict[str, Node], edges: dict[tuple[str, str, str], None]) -> str | None:
+    """Edges of an old record from the producers its results recorded; a note when some are unknown."""
+    results = index.get_actions([n.key for n in latest.values() if n.key])
+    label_of_key = {n.key: n.label for n in latest.values() if n.key}
+    unknown = False
+    for node in latest.values():
+        result = results.get(node.key or "")
+        if result is None or result.producers is None:
+            unknown = unknown or bool(result is None or result.key_spec.inputs)
             continue
-        for d in ds:
-            if d in latest and (d, label) not in have:
-                edges[(d, label, "")] = None
-                have.add((d, label))
+        for name, producer in result.producers.items():
+            source = label_of_key.get(producer)
+            if source is not None:
+                edges[(source, node.label, name)] = None
+    if unknown:
+        return "this build was recorded before mlbuild kept each build's graph: edges it did not record are not drawn"
+    return None
 
 
 # -- layout --------------------------------------------------------------------------------

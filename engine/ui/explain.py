@@ -11,7 +11,7 @@ from mlbuild.engine.inspect.hashgraph import HashGraph
 from mlbuild.engine.inspect.lineage import Consumer, LineageGraph, consumers, lineage_tree
 from mlbuild.engine.inspect.lineage_render import cause_text
 from mlbuild.engine.inspect.why import ActionExplanation, explain_build_action
-from mlbuild.engine.ui.views import BadRequest, NotFound
+from mlbuild.engine.ui.views import BadRequest, NotFound, find
 
 __all__ = ["LineageView", "WhyView", "lineage", "why"]
 
@@ -25,7 +25,9 @@ class LineageView(msgspec.Struct):
     downstream: list[Consumer]
 
 
-def lineage(store: LocalStore, key: str, depth: str | None = None) -> LineageView:
+def lineage(store: LocalStore, key: str, depth: str | None = None, build_id: str | None = None) -> LineageView:
+    """Upstream as build ``build_id`` recorded it (when given; else as each result recorded its
+    producers), downstream through the consumers the builds recorded."""
     try:
         levels = None if depth in (None, "") else int(depth)
     except ValueError:
@@ -34,11 +36,12 @@ def lineage(store: LocalStore, key: str, depth: str | None = None) -> LineageVie
     result = graph.action(key)
     if result is None:
         raise NotFound(f"no action {key!r} in this cache (it failed, or was collected)")
+    record = find(store, build_id) if build_id else None
     try:
-        upstream = lineage_tree(store, key, levels, graph=graph)
+        upstream = lineage_tree(store, key, levels, graph=graph, record=record)
     except UserError as exc:
         raise NotFound(str(exc)) from None
-    return LineageView(key, upstream, consumers(store, result.result_digest(), None, graph=graph))
+    return LineageView(key, upstream, consumers(store, key, None, graph=graph))
 
 
 class WhyView(msgspec.Struct):

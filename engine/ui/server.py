@@ -25,6 +25,7 @@ import xxhash
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.digest import is_digest
 from mlbuild.cache.store import LocalStore
+from mlbuild.engine.inspect.recorded import ALL, Scope
 from mlbuild.engine.ui import views
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ def content_disposition(name: str) -> str:
 
 
 def create_app(
-    store: LocalStore, *, hosts: Iterable[str] | None = LOOPBACK_HOSTS, token: str | None = None
+    store: LocalStore, *, hosts: Iterable[str] | None = LOOPBACK_HOSTS, token: str | None = None,
+    scope: Scope = ALL,
 ) -> Flask:
     """The app serving ``store``: the page at ``/``, ``/builds/<id>``, ``/targets/<label>``, and
     the JSON API under ``/api/`` (see docs/ui-api.md).
@@ -70,6 +72,8 @@ def create_app(
     ``hosts``: the names a request's Host header may carry (None: any, for a server listening
     on every interface, where ``token`` guards it). ``token``: required of every request, as
     ``?token=`` (which sets a cookie), the cookie, or an ``X-Mlbuild-Token`` header.
+    ``scope``: the workspace whose builds and targets the lists show when a request does not
+    say (``?workspace=ID`` or ``?workspace=all``).
     """
     from flask import Flask, Response, request, send_file
 
@@ -146,7 +150,7 @@ def create_app(
         except ValueError:
             limit = 200
         data = views.list_builds(store, args.get("target", ""), args.get("status", ""),
-                                 args.get("commit", ""), limit)
+                                 args.get("commit", ""), limit, views.workspace_scope(args.get("workspace"), scope))
         body = _json.encode(data)
         etag = xxhash.xxh3_64_hexdigest(body)
         if etag in request.if_none_match:
@@ -165,16 +169,17 @@ def create_app(
     def build(build_id: str) -> Response:
         from mlbuild.engine.ui.dag import record_version
 
-        record = store.index.get_build(build_id)
-        if record is None:
-            return error(f"no build {build_id!r} in this cache", 404)
+        try:
+            record = views.find(store, build_id)  # any unique part of an id
+        except views.NotFound as exc:
+            return error(str(exc), 404)
         etag = record_version(record)
         if etag in request.if_none_match:
             return reply_not_modified(etag)
         return reply(views.build_detail(store, record.id), etag=etag)
 
     def action(key: str) -> views.StepDetail:
-        return views.step_detail(store, _key(key))
+        return views.step_detail(store, _key(key), request.args.get("build") or None)
 
     def action_output(key: str) -> views.StepOutput:
         return views.step_output(store, _key(key))
@@ -188,7 +193,7 @@ def create_app(
     def action_lineage(key: str) -> Any:
         from mlbuild.engine.ui.explain import lineage
 
-        return lineage(store, _key(key), request.args.get("depth"))
+        return lineage(store, _key(key), request.args.get("depth"), request.args.get("build") or None)
 
     def build_why(build_id: str, label: str) -> Any:
         from mlbuild.engine.ui.explain import why
@@ -207,10 +212,13 @@ def create_app(
         return live_log(store.cas.tmp, _label(label), offset)
 
     def targets() -> dict[str, list[str]]:
-        return {"targets": views.target_labels(store)}
+        return {"targets": views.target_labels(store, views.workspace_scope(request.args.get("workspace"), scope))}
 
     def target(label: str) -> views.TargetHistory:
-        return views.target_history(store, _label(label))
+        return views.target_history(store, _label(label), views.workspace_scope(request.args.get("workspace"), scope))
+
+    def workspaces() -> views.WorkspaceList:
+        return views.workspaces(store, scope)
 
     routes: list[tuple[str, Callable[..., Any]]] = [
         ("/api/actions/<key>", action),
@@ -223,6 +231,7 @@ def create_app(
         ("/api/live/<path:label>", live),
         ("/api/targets", targets),
         ("/api/targets/<path:label>", target),
+        ("/api/workspaces", workspaces),
     ]
     for rule, fn in routes:
         app.add_url_rule(rule, fn.__name__, api(fn))

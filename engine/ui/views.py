@@ -7,6 +7,7 @@ store.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -14,9 +15,12 @@ import msgspec
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.records import ActionResult, BuildRecord
 from mlbuild.cache.store import LocalStore
+from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.hashgraph import HashGraph
 from mlbuild.engine.inspect.keydiff import Cause, KeyDiffer
+from mlbuild.engine.inspect.lineage import UNRECORDED
 from mlbuild.engine.inspect.lineage_render import cause_text
+from mlbuild.engine.inspect.recorded import ALL, Scope, builds, display_status, find_build
 from mlbuild.engine.ui.dag import Dag, build_dag
 from mlbuild.engine.ui.render import Block, blob_url, render_artifact
 
@@ -24,6 +28,7 @@ __all__ = [
     "NotFound", "BadRequest", "BuildSummary", "BuildList", "BuildDetail", "StepDetail", "StepOutput", "StepCode",
     "StepEnv", "LogText", "TargetHistory", "list_builds", "build_detail", "step_detail",
     "step_output", "step_code", "step_env", "log_text", "target_history", "target_labels",
+    "WorkspaceList", "workspaces", "workspace_scope", "find",
 ]
 
 MAX_LOG = 1024 * 1024  # bytes of a log shown inline: the tail, the rest is a download
@@ -54,6 +59,22 @@ class BuildSummary(msgspec.Struct):
     counts: dict[str, int]  # status -> number of actions
     target_count: int = 0
     patterns: list[str] = []  # the labels and patterns on the command line (//..., //pkg:all)
+    workspace_id: str = ""  # "" for a record older than workspace ids
+    seconds: float | None = None  # how long it took (a monotonic clock); None while it runs
+    schema: int = 1  # the record's schema: 1 has no recorded graph
+
+
+class WorkspaceEntry(msgspec.Struct):
+    """One workspace that has builds in this cache: what the build list can be filtered by."""
+
+    id: str  # the ``workspace`` filter value; "" for builds recorded before workspace ids
+    root: str
+    builds: int
+    current: bool  # the workspace the UI was started in (the default filter)
+
+
+class WorkspaceList(msgspec.Struct):
+    workspaces: list[WorkspaceEntry]
 
 
 class BuildList(msgspec.Struct):
@@ -84,6 +105,7 @@ class Input(msgspec.Struct):
     producer_label: str | None = None
     source: str | None = None  # workspace-relative path of a source-file input
     outputs: list[Output] = []
+    note: str | None = None  # why the producer is not named (a result from before producers were kept)
 
 
 class StepDetail(msgspec.Struct):
@@ -172,10 +194,14 @@ def summarize(record: BuildRecord) -> BuildSummary:
     latest = {a.label: a.status for a in record.actions}
     for status in latest.values():
         counts[status] = counts.get(status, 0) + 1
+    seconds = record.seconds
+    if seconds is None and record.finished is not None:
+        seconds = max(0.0, record.finished - record.started)  # an old record: wall-clock times
     return BuildSummary(
-        record.id, record.started, record.finished, record.status, record.user, record.host,
+        record.id, record.started, record.finished, display_status(record), record.user, record.host,
         record.workspace, record.targets[:MAX_TARGETS], record.argv, record.git_commit, record.git_dirty,
-        record.executor, counts, len(record.targets), _patterns(record),
+        record.executor, counts, len(record.targets), _patterns(record), record.workspace_id, seconds,
+        record.schema,
     )
 
 
@@ -186,13 +212,14 @@ def _patterns(record: BuildRecord) -> list[str]:
 
 
 def list_builds(
-    store: LocalStore, target: str = "", status: str = "", commit: str = "", limit: int = 200
+    store: LocalStore, target: str = "", status: str = "", commit: str = "", limit: int = 200, scope: Scope = ALL
 ) -> BuildList:
-    """Recorded builds, newest first; ``target`` matches a requested or built label (substring),
-    ``commit`` a prefix of the git commit."""
+    """Recorded builds of ``scope``'s workspace (every one's by default), newest first;
+    ``target`` matches a requested or built label (substring), ``commit`` a prefix of the git
+    commit, ``status`` the status shown (``abandoned`` included)."""
     matched = []
-    for record in store.index.list_builds():
-        if status and record.status != status:
+    for record in builds(store, scope):
+        if status and display_status(record) != status:
             continue
         if commit and not (record.git_commit or "").startswith(commit):
             continue
@@ -204,15 +231,43 @@ def list_builds(
     return BuildList([summarize(r) for r in matched[:limit]], len(matched))
 
 
-def _build(store: LocalStore, build_id: str) -> BuildRecord:
-    record = store.index.get_build(build_id)
-    if record is None:
-        raise NotFound(f"no build {build_id!r} in this cache")
-    return record
+def workspace_scope(value: str | None, default: Scope) -> Scope:
+    """The ``workspace`` filter of a request: absent, the server's default; ``all``, every
+    workspace; else a workspace id ("" for builds recorded before workspace ids, by root)."""
+    if value is None:
+        return default
+    if value == "all":
+        return ALL
+    if not re.fullmatch(r"[0-9a-f]{0,32}", value):
+        raise BadRequest(f"workspace must be a workspace id or 'all', not {value!r}")
+    return Scope(value)
+
+
+def workspaces(store: LocalStore, current: Scope = ALL) -> WorkspaceList:
+    """Every workspace with builds in this cache, the most recently built first."""
+    found: dict[str, WorkspaceEntry] = {}
+    for record in store.index.list_builds():
+        wid = record.workspace_id
+        entry = found.get(wid or record.workspace)
+        if entry is None:
+            entry = found[wid or record.workspace] = WorkspaceEntry(
+                wid, record.workspace, 0, bool(wid) and wid == current.workspace_id
+            )
+        entry.builds += 1
+    return WorkspaceList(list(found.values()))
+
+
+def find(store: LocalStore, build_id: str) -> BuildRecord:
+    """The build whose id is, or contains once, ``build_id`` (any workspace's: ids are unique)."""
+    try:
+        return find_build(store, build_id)
+    except UserError as exc:
+        raise NotFound(str(exc)) from None
+
 
 
 def build_detail(store: LocalStore, build_id: str) -> BuildDetail:
-    record = _build(store, build_id)
+    record = find(store, build_id)
     return BuildDetail(summarize(record), record.overrides, build_dag(store.index, record))
 
 
@@ -238,20 +293,27 @@ def _download_name(result: ActionResult, name: str, codec: str) -> str:
     return f"{base}.{name}" + VALUE_SUFFIX.get(codec, ".tree.msgpack")
 
 
-def step_detail(store: LocalStore, key: str) -> StepDetail:
+def step_detail(store: LocalStore, key: str, build_id: str | None = None) -> StepDetail:
+    """One step; its inputs named by the producers build ``build_id`` recorded for it (when
+    given), else by those its result recorded when it ran — never by matching digests."""
     graph = HashGraph(store)
     result = _result(graph, key)
+    record = find(store, build_id) if build_id else None
+    labels = {a.key: a.label for a in record.actions if a.key} if record is not None else {}
+    producers = graph.producer_keys(result, record)
     sources = result.sources
     inputs = []
     for name, digest in result.key_spec.inputs.items():
-        producer = graph.producer(digest)
+        producer = (producers or {}).get(name)
         upstream = graph.action(producer) if producer else None
+        unknown = producers is None and name not in sources
         inputs.append(Input(
             name, digest,
             producer_key=producer,
-            producer_label=upstream.label if upstream else None,
-            source=None if upstream else sources.get(name),
+            producer_label=(labels.get(producer) or (upstream.label if upstream else None)) if producer else None,
+            source=None if producer else sources.get(name),
             outputs=_outputs(upstream) if upstream else [],
+            note=UNRECORDED if unknown else None,
         ))
     return StepDetail(
         result.key, result.label, result.rule, result.key_spec.code, result.key_spec.env,
@@ -302,18 +364,19 @@ def log_text(store: LocalStore, digest: str) -> LogText:
 # -- targets -------------------------------------------------------------------------------
 
 
-def target_labels(store: LocalStore) -> list[str]:
-    """Every label some recorded build ran or requested, sorted."""
+def target_labels(store: LocalStore, scope: Scope = ALL) -> list[str]:
+    """Every label some recorded build (of ``scope``) ran or requested, sorted."""
     labels: set[str] = set()
-    for record in store.index.list_builds():
+    for record in builds(store, scope):
         labels.update(record.targets)
         labels.update(a.label for a in record.actions)
     return sorted(labels)
 
 
-def target_history(store: LocalStore, label: str) -> TargetHistory:
-    """The target's step in every recorded build, newest first, with what changed in its key."""
-    graph = HashGraph(store)
+def target_history(store: LocalStore, label: str, scope: Scope = ALL) -> TargetHistory:
+    """The target's step in every recorded build of ``scope``, newest first, with what changed
+    in its key (each side's inputs followed to the producers its build recorded)."""
+    graph = HashGraph(store, scope)
     found: list[tuple[BuildRecord, Any]] = []
     for record in graph.builds():
         action = next((a for a in reversed(record.actions) if a.label == label), None)
@@ -327,10 +390,11 @@ def target_history(store: LocalStore, label: str) -> TargetHistory:
         causes: list[Cause] = []
         new = graph.action(action.key) if action.key else None
         # The next older build where this step had another key: what changed since then.
-        older = next((a.key for _, a in found[i + 1:] if a.key and a.key != action.key), None)
-        old = graph.action(older) if older else None
-        if new is not None and old is not None:
-            causes = differ.compare(old, new.key_spec, new.sources)
+        older = next(((r, a.key) for r, a in found[i + 1:] if a.key and a.key != action.key), None)
+        old = graph.action(older[1]) if older else None
+        if new is not None and old is not None and older is not None:
+            causes = differ.compare(old, new.key_spec, new.sources, graph.upstream(new, record),
+                                    graph.upstream(old, older[0]))
         entries.append(HistoryEntry(record.id, record.started, record.status, action.status,
                                     action.key, action.seconds, causes, [cause_text(c) for c in causes]))
     return TargetHistory(label, entries)
