@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     stopped_by: list[int] = []
     previous = _stop_on_signals(stopped_by)
     try:
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
+        sys.stdout.flush()  # a reader gone away shows here, inside the handler below, not at exit
+        return code
     except UserError as exc:
         print(f"mlbuild: error: {exc}", file=sys.stderr)
         return exc.exit_code

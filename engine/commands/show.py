@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.build and args.overrides:
         raise UserError("show: --build and --set do not go together (a build's result is what it was built with)")
     remote = _remote(ctx, args)
+    origin: dict[Label, str] | str
     try:
         if args.overrides:
             results, origin = _with_overrides(ctx, labels, args), "--set"
@@ -89,7 +90,8 @@ def _recorded(
         else:
             found = graph.latest_build(str(label))
             if found is None:
-                raise UserError(f"{label} has not been built in this workspace: run `mlbuild build {label}` first")
+                raise UserError(f"{label} is not built, or out of date: run `mlbuild build {label}` first "
+                                "(no build of this workspace has a result of it)")
             key, build_id = found[1], found[0].id
         result = graph.action(key)
         if result is None and remote is not None:

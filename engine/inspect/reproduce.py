@@ -78,8 +78,8 @@ def reproduce(
     """
     if not record.git_commit:
         raise UserError(
-            f"build {record.id} cannot be reproduced from source: its workspace {record.workspace} was not in a "
-            "git repository when it was built, so no commit was recorded (commit the workspace to git and build again)"
+            f"build {record.id} cannot be reproduced from source: it has no git commit recorded (its workspace "
+            f"{record.workspace} was not in a git repository when it was built; commit it to git and build again)"
         )
     if record.git_dirty:
         raise UserError(

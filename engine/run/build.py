@@ -408,6 +408,9 @@ def summary_line(result: BuildResult, seconds: float) -> str:
     parts += [f"{c['executed']} executed", f"{c['failed']} failed"]
     if c["skipped"]:
         parts.append(f"{c['skipped']} skipped")
+    not_run = sum(a.status in ("not_run", "interrupted") for a in result.record.actions)
+    if not_run:
+        parts.append(f"{not_run} not run")
     word = "FAILED" if result.failures else "OK"
     line = f"{word}: build {result.record.id}: " + ", ".join(parts) + f" in {seconds:.2f}s"
     return line + (remote_summary(result.remote) if result.remote else "")
