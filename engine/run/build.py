@@ -185,6 +185,7 @@ class _BuildState:
         self.hits: list[str] = []
         self.running: dict[Future[ActionOutcome], tuple[Label, Any, float]] = {}
         self.specs: dict[Label, Any] = {}
+        self.unfetchable: set[str] = set()  # keys whose cached bytes were found gone: run them
         # Filled by the futures' done-callbacks: waiting costs O(1) per action, where
         # concurrent.futures.wait over every running future costs O(running) per wake-up.
         self.finished: SimpleQueue[Future[ActionOutcome]] = SimpleQueue()
@@ -272,7 +273,7 @@ class _BuildState:
                 self.b.reporter.write(f"{label}: cached outputs are missing or corrupt; rebuilding it")
                 hit = None
             status = "cached"
-            if hit is None and self.b.remote is not None:
+            if hit is None and self.b.remote is not None and spec.key not in self.unfetchable:
                 hit = self.b.remote.lookup(spec.key)
                 if hit is not None and self._unfetchable(label, hit):
                     hit = None  # its outputs can't be had intact from the remote: run it here
@@ -320,7 +321,12 @@ class _BuildState:
             return  # already being resolved again for another target
         old = self.results.pop(dep)
         self.b.store.index.delete_action(old.key)
-        self.b.reporter.write(f"{dep}: cached outputs are missing or corrupt; rebuilding it")
+        # Its bytes could not be had, locally or from the remote: the remote's entry is not
+        # asked for again in this build (an entry whose blobs are gone would loop), it runs.
+        self.unfetchable.add(old.key)
+        came_from = next((a.status for a in self.record.actions if a.label == str(dep)), "cached")
+        where = " on the remote cache" if came_from == "remote" else ""
+        self.b.reporter.write(f"{dep}: cached outputs are missing or corrupt{where}; rebuilding it")
         self.record.actions = [a for a in self.record.actions if a.label != str(dep)]
         self.b.reporter.done -= 1
 
