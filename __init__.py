@@ -3,18 +3,32 @@
 The public API is small: ``rule`` marks a step, ``target`` declares one in a ``BUILD.py``,
 ``Config`` is the base of step configs, ``File`` names a source file, ``Resources`` states what
 a step needs to run, ``RayCluster`` opens a Ray cluster inside a step (imported on first use,
-so ``import mlbuild`` never loads ray).
+so ``import mlbuild`` never loads ray). ``register_codec`` stores a team's own types without
+pickle (``mlbuild.testing.check_codec`` tests one), ``trust_types`` lets scikit-learn models
+holding a team's classes load from the cache.
 """
 
 from typing import Any
 
+from mlbuild.rules.codecs.estimator import trust_types
+from mlbuild.rules.codecs.registry import register_codec
 from mlbuild.rules.config import Config
 from mlbuild.rules.rule import Resources, rule
 from mlbuild.rules.target import File, target
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "File", "RayCluster", "Resources", "rule", "target", "__version__"]
+__all__ = [
+    "Config",
+    "File",
+    "RayCluster",
+    "Resources",
+    "register_codec",
+    "rule",
+    "target",
+    "trust_types",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -34,7 +34,9 @@ REMOTE_STATS_SCHEMA = 1
 # graph is recorded as it is planned and resolved (``plan``, ``edges``), and its process.
 BUILD_SCHEMA = 2
 
-Codec = Literal["msgpack", "npy", "safetensors", "tree", "pickle"]
+# "msgpack", "npy", "safetensors", "tree", "pickle", or a codec of the registry in
+# mlbuild.rules.codecs ("arrow", "skops", a team's own); a str so new codecs need no schema change.
+Codec = str
 # interrupted: it was running when the build was stopped; not_run: the build ended before it
 # could start (``BuildAction.because`` says why)
 ActionStatus = Literal["cached", "remote", "executed", "failed", "skipped", "interrupted", "not_run"]

@@ -23,7 +23,7 @@ from mlbuild.engine.inspect.artifact_diff import (
     format_diff,
     read_safetensors,
 )
-from mlbuild.rules.artifacts import encode
+from mlbuild.rules.codecs import encode
 
 FLOATS = st.sampled_from([np.float32, np.float64])
 

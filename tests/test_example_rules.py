@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import mlbuild
-from mlbuild.rules import artifacts
+from mlbuild.rules import codecs as artifacts
 
 torch = pytest.importorskip("torch", reason="the ResNet example needs torch")
 pytest.importorskip("sklearn", reason="the ResNet example needs scikit-learn")

@@ -21,7 +21,7 @@ from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import ActionResult, ArtifactRef, FileStat, KeySpec
 from mlbuild.cache.stat_cache import StatCache
 from mlbuild.cache.trees import materialize_tree, put_tree
-from mlbuild.rules import artifacts
+from mlbuild.rules import codecs as artifacts
 
 plain = st.recursive(
     st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.text(max_size=10), st.booleans(), st.none()),
@@ -59,7 +59,7 @@ def test_arrays_round_trip_exactly(arr: np.ndarray) -> None:
 def test_encoding_is_identical_in_another_process() -> None:
     value = {"z": np.arange(6, dtype=np.float32).reshape(2, 3), "a": {"y": 1, "b": [1.5, "x"]}}
     child = (
-        "import sys, numpy as np; from mlbuild.rules import artifacts;"
+        "import sys, numpy as np; from mlbuild.rules import codecs as artifacts;"
         "v={'a': {'b': [1.5, 'x'], 'y': 1}, 'z': np.arange(6, dtype=np.float32).reshape(2, 3)};"
         "sys.stdout.buffer.write(artifacts.encode(v)[1])"
     )

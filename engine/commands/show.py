@@ -176,7 +176,7 @@ def _entry(ctx: Context, label: Label, r: ActionResult, build_id: str | None) ->
         else:
             entry["value_path"] = str(base / f"{label.name}.value{VALUE_SUFFIX[o.codec]}")
             if o.size <= SMALL and o.codec != "pickle":
-                from mlbuild.rules.artifacts import to_display
+                from mlbuild.rules.codecs import to_display
 
                 try:
                     entry["value"] = to_display(o.codec, ctx.store.cas.get_bytes(o.digest))

@@ -22,7 +22,7 @@ import msgspec
 from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import read_tree
-from mlbuild.rules.artifacts import decode_numpy, read_safetensors
+from mlbuild.rules.codecs import decode_numpy, read_safetensors
 
 if TYPE_CHECKING:
     import numpy as np

@@ -33,10 +33,10 @@ from mlbuild.cache.records import ActionResult, ArtifactRef
 from mlbuild.cache.trees import copy_verified, read_tree
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
+from mlbuild.rules.codecs.registry import VALUE_SUFFIX  # codec -> suffix of a materialized value
 
 __all__ = ["MARKERS", "Materializer", "read_markers", "VALUE_SUFFIX"]
 
-VALUE_SUFFIX = {"msgpack": ".msgpack", "npy": ".npy", "safetensors": ".safetensors", "pickle": ".pickle"}
 MARKERS = ".mlbuild-results"
 LOCK = ".mlbuild-lock"
 STAGING_PREFIX = ".mlbuild-staging-"

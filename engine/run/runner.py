@@ -29,7 +29,7 @@ from mlbuild.cache.trees import materialize_tree, put_tree
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, InputSpec
 from mlbuild.engine.run.live_logs import open_live_log
 from mlbuild.engine.time_limit import TimeUp, time_limit
-from mlbuild.rules import artifacts
+from mlbuild.rules import codecs
 
 _loaded_code: dict[str, str] = {}  # rule id -> code digest of the loaded module
 
@@ -107,8 +107,8 @@ def _input_value(inp: InputSpec, annotation: Any, spec: ActionSpec, cas: CAS, wo
         return dest
     ref = refs["value"]
     try:
-        return artifacts.decode(ref.codec, cas.get_bytes(ref.digest), annotation, spec.options.allow_pickle)
-    except (msgspec.ValidationError, artifacts.EncodingError) as exc:
+        return codecs.decode(ref.codec, cas.get_bytes(ref.digest), annotation, spec.options.allow_pickle)
+    except (msgspec.ValidationError, codecs.EncodingError) as exc:
         raise StepInputError(f"input {inp.name!r} does not match its annotation {annotation!r}: {exc}") from None
 
 
@@ -212,7 +212,7 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
             try:
                 outcome.outputs = _store_outputs(value, work_dir[0] / "out" if work_dir else None, spec, cas)
                 outcome.pickled = any(o.codec == "pickle" for o in outcome.outputs)
-            except artifacts.EncodingError as exc:
+            except codecs.EncodingError as exc:
                 outcome.error, outcome.error_kind = f"its output cannot be encoded: {exc}", "output"
         log.seek(0)
         text = log.read()
@@ -226,7 +226,7 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
 def _store_outputs(value: Any, out_dir: Path | None, spec: ActionSpec, cas: CAS) -> list[ArtifactRef]:
     outputs: list[ArtifactRef] = []
     if value is not None:
-        codec, data = artifacts.encode(value, spec.options.allow_pickle)
+        codec, data = codecs.encode(value, spec.options.allow_pickle)
         outputs.append(ArtifactRef("value", cas.put_bytes(data), typing.cast(Any, codec), len(data)))
     if out_dir is not None and out_dir.is_dir() and any(out_dir.iterdir()):
         digest, size = put_tree(cas, out_dir)

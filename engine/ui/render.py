@@ -16,7 +16,7 @@ import msgspec
 from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import read_tree
-from mlbuild.rules.artifacts import EncodingError, decode_numpy
+from mlbuild.rules.codecs import EncodingError, decode_numpy
 
 __all__ = ["Block", "render_artifact", "render_value", "png_bytes"]
 
