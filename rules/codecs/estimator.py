@@ -100,11 +100,12 @@ def _zero_padding(npy: bytes) -> bytes:
     version = np.lib.format.read_magic(buf)
     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     dtype = read_header(buf)[2]  # the header only: shape, order, dtype
-    if dtype.names is None or dtype.hasobject or dtype.itemsize == sum(dtype.fields[n][0].itemsize for n in dtype.names):
+    fields = dtype.fields
+    if fields is None or dtype.hasobject or dtype.itemsize == sum(int(f[0].itemsize) for f in fields.values()):
         return npy
     arr = np.lib.format.read_array(io.BytesIO(npy), allow_pickle=False)
     clean = np.zeros(arr.shape, dtype=arr.dtype)
-    for name in dtype.names:
+    for name in fields:
         clean[name] = arr[name]
     out = io.BytesIO()
     np.lib.format.write_array(out, clean, version=version, allow_pickle=False)
