@@ -7,9 +7,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-import xxhash
-
-from mlbuild.cache.digest import CHUNK, digest_bytes, digest_file
+from mlbuild.cache.digest import CHUNK, copy_hashing, digest_bytes, digest_file
 
 
 class CorruptBlob(Exception):
@@ -116,20 +114,11 @@ class CAS:
                 data = f.read()
             return self.put_bytes(data), len(data)
         fd, tmp_path = self._tempfile()
-        h = xxhash.xxh3_128()
-        size = 0
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
         try:
-            with open(src, "rb", buffering=0) as fin, os.fdopen(fd, "wb", buffering=0) as fout:
-                while n := fin.readinto(view):
-                    h.update(view[:n])
-                    fout.write(view[:n])
-                    size += n
+            digest, size = copy_hashing(src, fd)
         except BaseException:
             os.unlink(tmp_path)
             raise
-        digest = h.hexdigest()
         self._install(tmp_path, digest)
         return digest, size
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from typing import Any
 
 import msgspec
@@ -29,17 +30,29 @@ def digest_value(value: Any) -> str:
 
 def digest_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """Digest and size of a file, read in large chunks without loading it whole."""
+    return copy_hashing(path)
+
+
+def copy_hashing(
+    src: str | os.PathLike[str], dest: str | os.PathLike[str] | int | None = None, chunk: int = CHUNK
+) -> tuple[str, int]:
+    """Read ``src`` once, hashing each chunk and, with ``dest`` (a path, or a file descriptor
+    that this closes), writing it there; returns the digest and size of the bytes read.
+
+    The one place a file's bytes are hashed on their way somewhere (into the CAS, out of it
+    into ``mlbuild-out/``, from a remote folder), so that nothing is read twice. The caller
+    compares the digest with what it expected and removes ``dest`` if it differs.
+    """
     h = xxhash.xxh3_128()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    view = memoryview(bytearray(chunk))
     size = 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(view)
-            if not n:
-                break
-            h.update(view[:n])
+    with open(src, "rb", buffering=0) as fin, open(dest, "wb", buffering=0) if dest is not None else nullcontext() as fout:
+        while n := fin.readinto(view):
+            piece = view[:n]
+            h.update(piece)
             size += n
+            while fout is not None and piece:
+                piece = piece[fout.write(piece) :]  # an unbuffered write may take part of it
     return h.hexdigest(), size
 
 

@@ -50,23 +50,17 @@ def materialize_tree(cas: CAS, digest: str, dest: str | os.PathLike[str]) -> Non
 
 def copy_verified(cas: CAS, digest: str, target: Path, executable: bool = False) -> None:
     """Copy a blob to ``target`` atomically, checking its digest on the way."""
-    import xxhash
-
     from mlbuild.cache.cas import CorruptBlob, MissingBlob
-    from mlbuild.cache.digest import CHUNK
+    from mlbuild.cache.digest import copy_hashing
 
     src = cas.path(digest)
     tmp = target.with_name(target.name + ".mlbuild-tmp")
-    h = xxhash.xxh3_128()
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                h.update(chunk)
-                fout.write(chunk)
+        actual, _ = copy_hashing(src, tmp)
     except FileNotFoundError:
         tmp.unlink(missing_ok=True)
         raise MissingBlob(digest) from None
-    if h.hexdigest() != digest:
+    if actual != digest:
         tmp.unlink(missing_ok=True)
         src.unlink(missing_ok=True)
         raise CorruptBlob(digest, src)

@@ -22,9 +22,8 @@ import threading
 from typing import Any
 
 import msgspec
-import xxhash
 
-from mlbuild.cache.digest import digest_file
+from mlbuild.cache.digest import copy_hashing, digest_bytes, digest_file
 from mlbuild.cache.records import ActionResult
 from mlbuild.engine.interfaces import InvalidEntry
 from mlbuild.remote.signing import BadSignature, open_envelope, seal
@@ -148,11 +147,11 @@ class FsspecRemoteCache:
         """
         path = self.blob_path(digest)
         if self.renames:
-            return _copy_hashing(path, dest)
+            return copy_hashing(path, dest, COPY_CHUNK)[0]
         self.fs.get_file(path, dest)
         if size_hint is not None and size_hint <= SMALL_BLOB:
             with open(dest, "rb") as f:
-                return xxhash.xxh3_128_hexdigest(f.read())
+                return digest_bytes(f.read())
         return digest_file(dest)[0]
 
     def push_blob(self, digest: str, src: str) -> None:
@@ -224,14 +223,3 @@ def _rename_into_place(tmp: str, path: str) -> None:
         raise
 
 
-def _copy_hashing(src: str, dest: str) -> str:
-    """Copy ``src`` to ``dest`` in one pass and return the digest of the bytes written."""
-    h = xxhash.xxh3_128()
-    view = memoryview(bytearray(COPY_CHUNK))
-    with open(src, "rb", buffering=0) as fin, open(dest, "wb", buffering=0) as fout:
-        while n := fin.readinto(view):
-            chunk = view[:n]
-            h.update(chunk)
-            while chunk:
-                chunk = chunk[fout.write(chunk):]
-    return h.hexdigest()

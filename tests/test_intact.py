@@ -1,9 +1,15 @@
-"""ensure_intact (cache/intact.py): the one check that outputs' blobs are here and intact."""
+"""ensure_intact (cache/intact.py), the one check that outputs' blobs are here and intact; and
+copy_hashing (cache/digest.py), the one copy that hashes the bytes on their way."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlbuild.cache.digest import copy_hashing, digest_bytes, digest_file
 from mlbuild.cache.intact import ensure_intact
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.store import LocalStore
@@ -79,3 +85,13 @@ def test_missing_blobs_come_from_the_remote_tree_first(tmp_path: Path) -> None:
     there.cas.delete(refs[1].digest)
     here.cas.delete(refs[1].digest)
     assert ensure_intact(here, refs, remote) == [refs[1].digest]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.binary(max_size=5000), st.integers(1, 2048))
+def test_copy_hashing_copies_and_hashes_in_one_pass(tmp_path_factory: pytest.TempPathFactory, data: bytes, chunk: int) -> None:
+    tmp = tmp_path_factory.mktemp("copy")
+    (tmp / "src").write_bytes(data)
+    assert copy_hashing(tmp / "src", tmp / "dest", chunk) == (digest_bytes(data), len(data))
+    assert (tmp / "dest").read_bytes() == data
+    assert digest_file(tmp / "src") == (digest_bytes(data), len(data))
