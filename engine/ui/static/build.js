@@ -65,7 +65,7 @@ export async function buildPage(root, buildId) {
   function drawHeader() {
     const b = state.detail.build;
     const counts = Object.entries(b.counts).map(([k, v]) => h("span", { class: `chip st-${k}` }, `${v} ${k}`));
-    const duration = b.finished ? seconds(b.finished - b.started) : seconds(Date.now() / 1000 - b.started) + " so far";
+    const duration = b.finished ? seconds(b.seconds ?? Math.max(0, b.finished - b.started)) : seconds(Math.max(0, Date.now() / 1000 - b.started)) + " so far";
     header.replaceChildren(
       h("div", { class: "title-row" },
         h("h1", {}, "Build ", h("span", { class: "mono" }, b.id)), badge(b.status),
@@ -76,6 +76,7 @@ export async function buildPage(root, buildId) {
         fact("commit", b.git_commit ? [h("span", { class: "mono" }, short(b.git_commit)), b.git_dirty ? h("span", { class: "dirty" }, " dirty") : ""] : "—"),
         fact("by", `${b.user}@${b.host}`),
         fact("executor", b.executor),
+        fact("workspace", h("span", { class: "mono" }, b.workspace)),
         fact("command", h("code", {}, b.argv.join(" "))),
         Object.keys(state.detail.overrides).length ? fact("overrides", h("code", {}, JSON.stringify(state.detail.overrides))) : null,
       ));
@@ -92,7 +93,7 @@ export async function buildPage(root, buildId) {
     const body = dag.nodes.length
       ? h("div", { class: "dag-scroll" }, drawDag(dag, { selected: run, orient: state.orient, onSelect: select }))
       : h("p", { class: "muted" }, "No steps recorded yet.");
-    graph.replaceChildren(toggle, body);
+    graph.replaceChildren(toggle, dag.note ? h("p", { class: "muted note" }, dag.note) : "", body);
   }
 
   async function drawPanel(force = false) {

@@ -2,7 +2,7 @@
 
 import { ago, api, badge, buildHref, errorBox, h, seconds, short, targetHref, when } from "./dom.js";
 
-const STATUSES = ["", "running", "succeeded", "failed", "interrupted"];
+const STATUSES = ["", "running", "succeeded", "failed", "interrupted", "abandoned"];
 const LIST_POLL_MS = 2000;
 
 export async function buildsPage(root) {
@@ -10,9 +10,18 @@ export async function buildsPage(root) {
   const q = new URLSearchParams(location.search);
   const field = (name, attrs) => h("input", { name, value: q.get(name) || "", ...attrs });
   const status = h("select", { name: "status" }, STATUSES.map((st) => h("option", { value: st, selected: (q.get("status") || "") === st }, st || "any status")));
+  // Which workspace's builds: the server's default (the one `mlbuild ui` started in), all, or one.
+  const workspace = h("select", { name: "workspace", "aria-label": "workspace" },
+    h("option", { value: "" }, "this workspace"), h("option", { value: "all", selected: q.get("workspace") === "all" }, "all workspaces"));
+  api("/api/workspaces").then((data) => {
+    for (const w of data.workspaces) {
+      if (w.id) workspace.append(h("option", { value: w.id, selected: q.get("workspace") === w.id, title: w.root }, w.root + (w.current ? " (this one)" : "")));
+    }
+  }).catch(() => {});
   const form = h("form", { class: "filters", role: "search" },
     field("target", { placeholder: "target, e.g. //models:resnet", size: 28, "aria-label": "target" }),
     status,
+    workspace,
     field("commit", { placeholder: "commit", size: 12, "aria-label": "commit" }),
     h("button", { type: "submit" }, "Filter"));
   const table = h("div", { class: "builds-table" }, h("p", { class: "muted" }, "Loading…"));
@@ -27,6 +36,7 @@ export async function buildsPage(root) {
   };
   form.addEventListener("submit", (ev) => { ev.preventDefault(); apply(); });
   status.addEventListener("change", apply);
+  workspace.addEventListener("change", apply);
 
   let timer = null;
   async function load() {
@@ -49,16 +59,17 @@ export async function buildsPage(root) {
 
 function buildsTable(data) {
   return h("table", { class: "list builds" },
-    h("thead", {}, h("tr", {}, ["status", "build", "targets", "started", "took", "steps", "commit", "by"].map((t) => h("th", {}, t)))),
+    h("thead", {}, h("tr", {}, ["status", "build", "targets", "started", "took", "steps", "commit", "by", "workspace"].map((t) => h("th", {}, t)))),
     h("tbody", {}, data.builds.map((b) => h("tr", { "data-build": b.id },
       h("td", {}, badge(b.status)),
       h("td", {}, h("a", { href: buildHref(b.id), class: "mono build-link" }, b.id)),
       h("td", {}, b.targets.map((t, i) => [i ? ", " : "", h("a", { href: targetHref(t) }, t)])),
       h("td", { title: when(b.started) }, ago(b.started)),
-      h("td", {}, b.finished ? seconds(b.finished - b.started) : "…"),
+      h("td", {}, b.finished ? seconds(b.seconds ?? Math.max(0, b.finished - b.started)) : "…"),
       h("td", { class: "counts" }, Object.entries(b.counts).map(([k, v]) => h("span", { class: `chip st-${k}` }, `${v} ${k}`))),
       h("td", { class: "mono" }, b.git_commit ? short(b.git_commit) + (b.git_dirty ? "*" : "") : "—"),
-      h("td", {}, `${b.user}@${b.host}`)))),
+      h("td", {}, `${b.user}@${b.host}`),
+      h("td", { class: "mono", title: b.workspace }, b.workspace.split("/").pop())))),
     data.total > data.builds.length ? h("caption", {}, `${data.builds.length} of ${data.total}`) : null);
 }
 
