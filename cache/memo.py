@@ -6,6 +6,7 @@
 | ``rule`` | ``memo`` | ``<workspace root>:<rule id>`` | ``RuleInfo`` | ``engine/keys/actions.py`` |
 | ``dist`` | ``memo`` | ``<site signature>:<import name>`` | ``[distribution, version]`` or None | ``engine/keys/environment.py`` |
 | ``remote-stats`` | ``memo`` | ``last`` | ``RemoteStats`` | ``engine/run/remote_session.py`` |
+| ``source`` | ``memo`` | raw digest of a source file | digest of its normalized text | ``engine/keys/trace_check.py`` |
 
 A keyspace is a ``Memo[T]``: its keys live under its own prefix in its table, so keyspaces
 never see each other's entries; its values are msgpack, decoded as ``T``. A value that no
@@ -26,12 +27,13 @@ __all__ = ["KEYSPACES", "Keyspace", "Memo"]
 
 T = TypeVar("T")
 
-Keyspace = Literal["stat", "rule", "dist", "remote-stats"]
+Keyspace = Literal["stat", "rule", "dist", "remote-stats", "source"]
 KEYSPACES: dict[Keyspace, tuple[str, str]] = {  # keyspace -> (LMDB table, key prefix)
     "stat": ("stat", ""),
     "rule": ("memo", "rule:"),
     "dist": ("memo", "dist:"),
     "remote-stats": ("memo", "remote-stats:"),
+    "source": ("memo", "source:"),
 }
 
 _enc = msgspec.msgpack.Encoder()

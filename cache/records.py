@@ -25,9 +25,10 @@ from typing import Any, Literal
 import msgspec
 
 KEY_SCHEMA = 1
-# Action results: 1 = every result so far (``producers`` and ``seconds`` are optional and read
-# as unknown when absent).
-ACTION_SCHEMA = 1
+# Action results: 1 = no trace (``producers`` and ``seconds`` are optional and read as unknown
+# when absent); 2 = results carry the ``Trace`` of what their step used. A result without a
+# trace is never taken as a hit (nothing can verify it).
+ACTION_SCHEMA = 2
 # ``RemoteStats`` kept in the index's memo table.
 REMOTE_STATS_SCHEMA = 1
 # Build records: 1 = no schema field (no plan, no edges, no workspace id); 2 = the build's
@@ -105,6 +106,22 @@ class KeySpec(msgspec.Struct, frozen=True):
     env: str
 
 
+class Trace(msgspec.Struct, frozen=True, kw_only=True):
+    """What a step's process really loaded and read while it ran; a cached result is a hit only
+    while its trace still holds (see docs/keys.md). Versioned by the ``ActionResult`` holding it.
+    """
+
+
+    # project source file -> digest of the bytes compiled; workspace-relative, absolute outside it
+    files: dict[str, str] = {}
+    packages: dict[str, str] = {}  # installed distribution -> version
+    via: dict[str, str] = {}  # distribution -> the project module or distribution that imported it
+    # variable -> value (``xxh3:<digest>`` for long or secret-looking ones), None when unset
+    env: dict[str, str | None] = {}
+    # workspace file or folder read but not declared as an input -> digest ("" when missing)
+    reads: dict[str, str] = {}
+
+
 class ActionResult(msgspec.Struct, frozen=True):
     """What the action cache holds under an action key."""
 
@@ -127,6 +144,9 @@ class ActionResult(msgspec.Struct, frozen=True):
     producers: dict[str, str] | None = None
     seconds: float | None = None  # how long the step ran, on the worker's monotonic clock
     schema: int = 1  # see ACTION_SCHEMA
+    # What the step really used; None only for entries written before traces existed, which
+    # are never trusted (a lookup treats them as a miss).
+    trace: Trace | None = None
 
     def result_digest(self) -> str:
         """The digest a downstream action sees for this whole result."""
@@ -148,6 +168,9 @@ class BuildAction(msgspec.Struct, frozen=True):
     error: str | None = None
     log_digest: str | None = None
     because: str | None = None  # skipped: the failed upstream's label; not_run: why it never ran
+    # Set when a result under this very key existed but its trace no longer held, e.g.
+    # "lib/zoo.py changed (loaded at run time)" (what `why` reports).
+    cause: str | None = None
 
 
 class PlannedStep(msgspec.Struct, frozen=True):

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from mlbuild.cache.records import ActionResult, ArtifactRef, KeySpec
+from mlbuild.cache.records import ActionResult, ArtifactRef, KeySpec, Trace
 from mlbuild.rules.rule import RuleOptions
 
 
@@ -60,6 +60,7 @@ class ActionOutcome(msgspec.Struct):
     pickled: bool = False
     seconds: float | None = None  # the step's run time on the runner's monotonic clock
     schema: int = 1
+    trace: Trace | None = None  # what the step loaded and read (engine/keys/trace.py)
 
 
 class Executor(Protocol):

@@ -11,13 +11,14 @@ import msgspec
 
 from mlbuild.cache.digest import canonical_bytes
 from mlbuild.cache.memo import Memo
-from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec
+from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec, Trace
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import ActionSpec, InputSpec
 from mlbuild.engine.keys.action_key import action_key, canonical_config, make_key_spec
-from mlbuild.engine.keys.codehash import CodeHasher
+from mlbuild.engine.keys.codehash import MISSING, CodeHasher
 from mlbuild.engine.keys.environment import HostEnvironment, env_digest
+from mlbuild.engine.keys.trace_check import TraceChecker
 from mlbuild.engine.plan.workspace import FileInput, Target, Workspace
 from mlbuild.rules.rule import RuleOptions
 
@@ -25,16 +26,40 @@ from mlbuild.rules.rule import RuleOptions
 class RuleInfo(msgspec.Struct):
     """What planning needs to know of a rule, memoized under the stats of its source files."""
 
+    # Every file the digest consulted (stat signature; -1s for a path looked for and absent):
+    # any change to one, facades passed through included, recomputes the digest.
     files: list[tuple[str, int, int, int]]
     code: str
     imports: list[str]
     options: RuleOptions
     params: list[tuple[str, bool]]
+    static: list[str] = []  # files whose content the code digest covers (trace checks skip them)
+    config_defaults: dict[str, Any] | None = None
 
 
 def _stat_sig(root: str, rel: str) -> tuple[str, int, int, int]:
     st = os.stat(os.path.join(root, rel))
     return (rel, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _still(root: str, sig: tuple[str, int, int, int]) -> bool:
+    rel = sig[0]
+    if sig[1] == MISSING:
+        return not os.path.exists(os.path.join(root, rel))
+    try:
+        return tuple(sig) == _stat_sig(root, rel)
+    except OSError:
+        return False
+
+
+def merge_defaults(defaults: Any, given: Any) -> Any:
+    """The config with its class's defaults filled in, recursively for nested configs."""
+    if not isinstance(defaults, dict) or not isinstance(given, dict):
+        return given
+    merged = dict(defaults)
+    for k, v in given.items():
+        merged[k] = merge_defaults(defaults.get(k), v)
+    return merged
 
 
 class ActionFactory:
@@ -58,6 +83,8 @@ class ActionFactory:
         self._new_memo: dict[str, RuleInfo] = {}
         self._stored_envs: set[str] = set()
         self._result_digests: dict[str, str] = {}
+        self.traces = TraceChecker(ws.root, store.stat_cache, self.host_env)
+        self._static: dict[str, frozenset[str]] = {}
 
     def rule_info(self, target: Target) -> RuleInfo:
         rule_id = target.rule_id
@@ -65,23 +92,21 @@ class ActionFactory:
             return self._rules[rule_id]
         memo_key = f"{self.root}:{rule_id}"
         info = self._rule_memo.get(memo_key)
-        if info is not None:
-            try:
-                if any(tuple(f) != _stat_sig(self.root, f[0]) for f in info.files):
-                    info = None
-            except OSError:
-                info = None
+        if info is not None and not all(_still(self.root, f) for f in info.files):
+            info = None
         if info is None:
             result = self.hasher.digest(target.rule_file, target.rule_func, str(target.label))
             for text in result.sources.values():
                 self.store.cas.put_bytes(text.encode())
             self.store.cas.put_bytes(canonical_bytes(result.manifest))
             info = RuleInfo(
-                files=[_stat_sig(self.root, f) for f in result.files],
+                files=[_stat_sig(self.root, f) for f in result.files] + [(f, MISSING, MISSING, MISSING) for f in result.looked_up],
                 code=result.digest,
                 imports=result.manifest.imports,
                 options=result.options,
                 params=result.params,
+                static=result.files,
+                config_defaults=result.config_defaults,
             )
             self._new_memo[memo_key] = info
         self._rules[rule_id] = info
@@ -151,7 +176,7 @@ class ActionFactory:
             rule=target.rule_id,
             code=info.code,
             inputs=self.input_digests(target, results),
-            config=canonical_config(config, str(target.label)),
+            config=self.keyed_config(target, info, config),
             env=env_key,
         )
         return spec, info, env
@@ -178,9 +203,45 @@ class ActionFactory:
             image=env.image,
         )
 
+    def keyed_config(self, target: Target, info: RuleInfo, config: Any) -> Any:
+        """The config as keyed: canonical, with the Config class's defaults applied (read from
+        source), so writing a field at its default does not change the key."""
+        canonical = canonical_config(config, str(target.label))
+        if info.config_defaults:
+            canonical = canonical_config(merge_defaults(info.config_defaults, canonical), str(target.label))
+        return canonical
+
+    def trace_problem(self, target: Target, result: ActionResult) -> str | None:
+        """Why a cached result must not be used now (its trace no longer holds), or None."""
+        info = self.rule_info(target)
+        static = self._static.get(target.rule_id)
+        if static is None:
+            static = self._static[target.rule_id] = frozenset(info.static)
+        return self.traces.problem(result.trace, static)
+
+    def code_drift(self, rule_id: str, trace: Trace | None) -> str | None:
+        """A step must have run the code its key was computed from: each file the static digest
+        read, unchanged since planning, must be what the worker compiled. Otherwise its result
+        would be stored under a key that does not describe it."""
+        info = self._rules.get(rule_id)
+        if info is None or trace is None:
+            return None
+        for rel, size, mtime, ino in info.files:
+            ran = trace.files.get(rel)
+            if ran is None:
+                continue
+            try:
+                unchanged = _stat_sig(self.root, rel) == (rel, size, mtime, ino)
+            except OSError:
+                unchanged = False
+            if not unchanged or self.traces.source(rel) != ran:
+                return f"{rel} changed while the build ran; the result is not stored: build again"
+        return None
+
     def flush(self) -> None:
         """Persist what was learned (stat digests, code digests, package versions)."""
         self.store.stat_cache.flush()
         self.host_env.flush()
+        self.traces.flush()
         self._rule_memo.put_many(self._new_memo)
         self._new_memo.clear()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mlbuild.cache.digest import canonical_bytes, digest_bytes
 from mlbuild.cache.index import Index
@@ -74,6 +74,37 @@ class HostEnvironment:
             except importlib.metadata.PackageNotFoundError:
                 continue
         return None  # a module on the path but not from an installed distribution
+
+    def dist_versions(self, dists: Iterable[str]) -> dict[str, str | None]:
+        """The installed version of each distribution (None when not installed), memoized like
+        import names, so checking a trace does not import importlib.metadata on a no-op."""
+        wanted = [d for d in dists if f"dist:{d}" not in self._memo]
+        self._lookup_raw([f"dist:{d}" for d in wanted], self._resolve_dist)
+        out: dict[str, str | None] = {}
+        for d in dists:
+            found = self._memo.get(f"dist:{d}")
+            out[d] = found[1] if found else None
+        return out
+
+    def _resolve_dist(self, key: str) -> list[str] | None:
+        import importlib.metadata
+
+        name = key.removeprefix("dist:")
+        try:
+            return [name, importlib.metadata.version(name)]
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def _lookup_raw(self, keys: list[str], resolve: Callable[[str], list[str] | None]) -> None:
+        missing = [k for k in keys if k not in self._memo]
+        if missing and self._store is not None:
+            found = self._store.get_many([f"{self.signature}:{k}" for k in missing])
+            for k in missing:
+                if f"{self.signature}:{k}" in found:
+                    self._memo[k] = found[f"{self.signature}:{k}"]
+        for k in missing:
+            if k not in self._memo:
+                self._memo[k] = self._new[k] = resolve(k)
 
     def manifest(self, imports: Iterable[str]) -> EnvManifest:
         names = sorted(set(imports))

@@ -54,6 +54,7 @@ class BuildOptions(msgspec.Struct, kw_only=True):
     execute: bool = True  # False: a miss is reported "not built", nothing runs (mlbuild show)
     record: bool = True  # False: no build record is written
     timeout: float | None = None  # seconds any one step may run (--timeout)
+    strict: bool = False  # an undeclared workspace read fails the step (CI); see docs/keys.md
 
 
 class BuildResult(msgspec.Struct):
@@ -191,6 +192,7 @@ class _BuildState:
         self.finished: SimpleQueue[Future[ActionOutcome]] = SimpleQueue()
         self.stop = False
         self._last_record_write = 0.0
+        self.causes: dict[Label, str] = {}  # why a result under the same key was not used (its trace)
 
     def loop(self) -> None:
         self.b.reporter.start(len(self.plan.order))
@@ -266,7 +268,7 @@ class _BuildState:
             return
         spec = self._spec(label)
         if not self.b.options.no_cache:
-            hit = self.b.store.index.get_action(spec.key)
+            hit = self._verified(label, self.b.store.index.get_action(spec.key))
             if hit is not None and self._lost_request(label, hit):
                 # A corrupt blob is a miss: a requested target whose bytes are gone runs again.
                 self.b.store.index.delete_action(hit.key)
@@ -274,7 +276,7 @@ class _BuildState:
                 hit = None
             status = "cached"
             if hit is None and self.b.remote is not None and spec.key not in self.unfetchable:
-                hit = self.b.remote.lookup(spec.key)
+                hit = self._verified(label, self.b.remote.lookup(spec.key))
                 if hit is not None and self._unfetchable(label, hit):
                     hit = None  # its outputs can't be had intact from the remote: run it here
                 if hit is not None:
@@ -294,6 +296,17 @@ class _BuildState:
             self.fail(label, spec.key, outcome, 0.0)
             return
         self.submit(label, spec)
+
+    def _verified(self, label: Label, hit: ActionResult | None) -> ActionResult | None:
+        """A cached result is a hit only while its trace holds: what its step really loaded and
+        read (project files, package versions, variables, undeclared files) is unchanged."""
+        if hit is None:
+            return None
+        problem = self.b.factory.trace_problem(self.plan.targets[label], hit)
+        if problem is None:
+            return hit
+        self.causes[label] = problem
+        return None
 
     def _lost_request(self, label: Label, hit: ActionResult) -> bool:
         """A local hit on a target to materialize whose outputs are not already in mlbuild-out/
@@ -332,6 +345,8 @@ class _BuildState:
 
     def finish(self, label: Label, spec: Any, outcome: ActionOutcome, started: float) -> None:
         seconds = time.monotonic() - started
+        if outcome.error is None:
+            outcome = self._check_trace(label, spec, outcome)
         if outcome.error is not None:
             self.fail(label, spec.key, outcome, seconds)
             return
@@ -350,17 +365,44 @@ class _BuildState:
             sources={i.name: i.path for i in spec.inputs if i.path is not None},
             producers=build_record.producer_keys(self.plan, label, self.results),
             seconds=outcome.seconds,
+            trace=outcome.trace,
         )
         self.b.store.index.put_action(result)
         if self.b.remote is not None:
             self.b.remote.publish(result)
         self.complete(label, result, "executed", seconds)
 
+    def _check_trace(self, label: Label, spec: Any, outcome: ActionOutcome) -> ActionOutcome:
+        """Before a result is stored: it must come from the code its key describes; undeclared
+        reads are warned about (or, with ``strict``, fail the step)."""
+        trace = outcome.trace
+        if trace is None:
+            return msgspec.structs.replace(outcome, error="the executor returned no trace; not stored", error_kind="infra")
+        drift = self.b.factory.code_drift(spec.key_spec.rule, trace)
+        if drift is not None:
+            return msgspec.structs.replace(outcome, error=drift, error_kind="infra")
+        if trace.reads:
+            files = ", ".join(trace.reads)
+            if self.b.options.strict:
+                message = f"reads {files}, which it does not declare as inputs (strict: declare them with File(...))"
+                return msgspec.structs.replace(outcome, error=message, error_kind="input")
+            self.b.reporter.write(f"warning: {label} reads {files}, not declared as inputs (a change still rebuilds it)")
+        if trace.env:
+            self.b.reporter.write(f"warning: {label} reads environment variable(s) {', '.join(trace.env)} (a change rebuilds it)")
+        return outcome
+
     def complete(self, label: Label, result: ActionResult, status: Any, seconds: float) -> None:
         build_record.add_edges(self.record, result.key, build_record.producer_keys(self.plan, label, self.results))
         self.results[label] = result
         self.record.actions.append(
-            BuildAction(label=str(label), key=result.key, status=status, seconds=seconds, log_digest=result.log_digest)
+            BuildAction(
+                label=str(label),
+                key=result.key,
+                status=status,
+                seconds=seconds,
+                log_digest=result.log_digest,
+                cause=self.causes.get(label),
+            )
         )
         self.b.reporter.action_finished(str(label), status, seconds)
         self.sched.done(label)

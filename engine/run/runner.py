@@ -27,11 +27,10 @@ from mlbuild.cache.cas import CAS
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import materialize_tree, put_tree
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, InputSpec
+from mlbuild.engine.keys.trace import ActionTrace
 from mlbuild.engine.run.live_logs import open_live_log
 from mlbuild.engine.time_limit import TimeUp, time_limit
 from mlbuild.rules import codecs
-
-_loaded_code: dict[str, str] = {}  # rule id -> code digest of the loaded module
 
 
 class StepInputError(Exception):
@@ -57,23 +56,21 @@ def capture_output(log: typing.BinaryIO) -> Iterator[None]:
         os.close(saved[1])
 
 
-def _purge_project_modules(workspace: str) -> None:
-    prefix = os.path.join(workspace, "")
-    for name, mod in list(sys.modules.items()):
-        file = getattr(mod, "__file__", None) or ""
-        if file.startswith(prefix):
-            del sys.modules[name]
+_on_path: list[str] = []  # the workspace this process last put on sys.path
 
 
 def load_rule(spec: ActionSpec) -> Callable[..., Any]:
-    """Import the rule's module from the workspace (re-importing it if its code changed)."""
+    """Import the rule's module from the workspace. Project modules were dropped when the trace
+    started (``engine/keys/trace.py``), so this imports the code on disk now, whatever an earlier
+    action in this process imported."""
+    if _on_path != [spec.workspace]:
+        # Another workspace's modules must not shadow this one's (an in-process executor).
+        for old in _on_path:
+            while old in sys.path:
+                sys.path.remove(old)
+        _on_path[:] = [spec.workspace]
     if spec.workspace not in sys.path:
         sys.path.insert(0, spec.workspace)
-    rule_id = f"{spec.workspace}/{spec.rule_file}:{spec.rule_func}"
-    if _loaded_code.get(rule_id, spec.key_spec.code) != spec.key_spec.code:
-        _purge_project_modules(spec.workspace)
-        importlib.invalidate_caches()
-    _loaded_code[rule_id] = spec.key_spec.code
     parts = list(Path(spec.rule_file).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -196,18 +193,28 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
 
         value: Any = None
         limit = spec.options.timeout or 0.0
+        declared = [i.path for i in spec.inputs if i.path is not None]
+        tracer = ActionTrace(spec.workspace, declared, ignore=[str(cas.root), str(cas.tmp)], image=spec.image is not None)
         with capture_output(log):
             try:
-                fn = load_rule(spec)
-                kwargs = prepare_arguments(fn, spec, cas, work)
-                with time_limit(limit), _hard_stop(limit if hard_stop else 0.0):
-                    value = fn(**kwargs)
+                with tracer:
+                    fn = load_rule(spec)
+                    kwargs = prepare_arguments(fn, spec, cas, work)
+                    with time_limit(limit), _hard_stop(limit if hard_stop else 0.0):
+                        value = fn(**kwargs)
             except StepInputError as exc:
                 outcome.error, outcome.error_kind = str(exc), "input"
             except TimeUp:
                 outcome.error, outcome.error_kind = timeout_message(limit), "step"
             except Exception as exc:
                 outcome.error, outcome.error_kind = _format_error(exc, spec.workspace), "step"
+        outcome.trace = tracer.finish()
+        changed = tracer.changed_during_run()
+        if changed and outcome.error is None:
+            # What ran is not what is on disk: storing it under any key would be a lie.
+            names = ", ".join(sorted(tracer.rel(p) for p in changed))
+            outcome.error = f"{names} changed while the step ran; its result is not stored: build again"
+            outcome.error_kind = "infra"
         if outcome.error is None:
             try:
                 outcome.outputs = _store_outputs(value, work_dir[0] / "out" if work_dir else None, spec, cas)
