@@ -40,9 +40,20 @@ class StatCache:
         return digest
 
     def _tree_digest(self, root: Path) -> str:
+        """Every file (following symlinked folders, as a step reading the tree does) and every
+        folder, empty ones included: a listing is part of what a step can see."""
         entries = []
-        for dirpath, dirnames, filenames in os.walk(root):
+        seen: set[tuple[int, int]] = set()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:  # a symlink cycle
+                dirnames.clear()
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, root)
+            if rel_dir != "." and not filenames and not dirnames:
+                entries.append([rel_dir + "/", ""])
             for name in sorted(filenames):
                 full = os.path.join(dirpath, name)
                 entries.append([os.path.relpath(full, root), self.digest(full)])

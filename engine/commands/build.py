@@ -64,6 +64,7 @@ def execute(
         execute=run_steps,
         record=run_steps,
         timeout=getattr(args, "timeout", None),
+        strict=bool(getattr(args, "strict", False)) or ctx.ws.config.build.strict,
     )
     executor_name = args.executor or ctx.ws.config.workspace.executor
     check_executor(executor_name)

@@ -71,6 +71,8 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
                    help="override a config field of a target (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+    p.add_argument("--strict", action="store_true",
+                   help="a step that reads a workspace file it does not declare fails (also [build] strict = true)")
     add_executor_options(p)
     add_remote_options(p)
 

@@ -63,14 +63,17 @@ def _class_shell(node: ast.ClassDef) -> ast.ClassDef:
         bases=node.bases,
         keywords=node.keywords,
         body=[
-            ast.FunctionDef(name=m.name, args=m.args, body=[ast.Expr(ast.Constant(...))], decorator_list=m.decorator_list, returns=m.returns, type_comment=None)
+            ast.copy_location(
+                ast.FunctionDef(name=m.name, args=m.args, body=[ast.Expr(ast.Constant(...))], decorator_list=m.decorator_list, returns=m.returns, type_comment=None),
+                m,
+            )
             if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
             else m
             for m in node.body
         ],
         decorator_list=node.decorator_list,
     )
-    return shell
+    return ast.copy_location(shell, node)
 
 
 def _chain(node: ast.expr) -> list[str] | None:
@@ -96,6 +99,7 @@ class _Walk:
         self.dynamic_attrs = False
         self.pending: dict[str, list[tuple[Module, str, ast.FunctionDef | ast.AsyncFunctionDef]]] = {}
         self.followed: set[tuple[str, tuple[str, ...]]] = set()
+        self.consulted: set[str] = set()  # modules whose import-time effects are hashed
         self.todo: list[tuple[str, Module, str, Any]] = []
 
     # -- hashing ------------------------------------------------------------------------------
@@ -133,12 +137,31 @@ class _Walk:
             if kind == "name":
                 self._name(mod, name)
             elif kind == "effects":
-                if mod.effects and self._entry(f"{mod.name}.<module>", mod, "\n".join(normalized_source(s) for s in mod.effects)):
-                    for stmt in mod.effects:
-                        self._scan(mod, stmt)
+                self._effects(mod)
             elif kind == "method":
                 if self._entry(name, mod, normalized_source(extra)):
                     self._scan(mod, extra)
+
+    def _effects(self, mod: Module) -> None:
+        """What importing ``mod`` runs besides binding names: its side effects, and those of
+        its parent packages and of every project module it imports (transitively)."""
+        if mod.name in self.consulted:
+            return
+        self.consulted.add(mod.name)
+        self.files.add(mod.file)
+        if mod.effects and self._entry(f"{mod.name}.<module>", mod, "\n".join(normalized_source(s) for s in mod.effects)):
+            for stmt in mod.effects:
+                self._scan(mod, stmt)
+        parts = mod.name.split(".")
+        others = [".".join(parts[:i]) for i in range(1, len(parts))] + mod.imported_modules()
+        for name in others:
+            other = self.h.module(name)
+            if other is not None:
+                self.todo.append(("effects", other, "", None))
+            elif name.split(".")[0] not in _STDLIB and not self.h.is_package(name):
+                top = name.split(".")[0]
+                if top and not self.h.is_package(top) and self.h.module(top) is None:
+                    self.third_party.add(top)
 
     def _name(self, mod: Module, name: str) -> None:
         qual = f"{mod.name}.{name}"
@@ -181,9 +204,11 @@ class _Walk:
         if head not in m.bindings and head not in m.imports:
             # A star import may define it (even a builtin's name).
             for star in m.stars:
-                self.follow(star, [head], chain[1:])
+                self.follow(star, [head], chain[1:], star=True)
 
-    def follow(self, module: str, first: list[str], rest: list[str], depth: int = 0) -> None:
+    def follow(self, module: str, first: list[str], rest: list[str], depth: int = 0, star: bool = False) -> None:
+        """Resolve ``first + rest`` through project module ``module``. ``star``: a name looked
+        up in a star-imported module, where not finding it means it is not defined there."""
         key = (module, tuple(first + rest))
         if key in self.followed or depth > 30:
             return
@@ -211,9 +236,9 @@ class _Walk:
             nxt = f"{current}.{attr}"
             if self.h.module(nxt) is None and not self.h.is_package(nxt):
                 if mod is not None:
-                    for star in mod.stars:
-                        self.follow(star, [attr], names[i + 1 :], depth + 1)
-                    if mod.stars:
+                    for other in mod.stars:
+                        self.follow(other, [attr], names[i + 1 :], depth + 1, star=True)
+                    if mod.stars or (star and i == 0):
                         return
                 break
             current = nxt

@@ -15,7 +15,7 @@ from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import EnvManifest
 
 
-def _site_signature() -> str:
+def site_signature() -> str:
     """Changes whenever a package is installed, removed or upgraded on ``sys.path``."""
     sig = [sys.version]
     cwd = os.getcwd()
@@ -41,7 +41,7 @@ class HostEnvironment:
     def __init__(self, index: Index | None) -> None:
         self.index = index
         self._store: Memo[list[str] | None] | None = None if index is None else Memo(index, "dist", list[str] | None)
-        self.signature = _site_signature()
+        self.signature = site_signature()
         self._memo: dict[str, list[str] | None] = {}
         self._dists: dict[str, list[str]] | None = None
         self._new: dict[str, list[str] | None] = {}

@@ -93,6 +93,7 @@ class Module:
         self.imports: dict[str, list[Import]] = {}
         self.stars: list[str] = []  # modules star-imported
         self.effects: list[ast.stmt] = []  # import-time side effects (calls, registrations, mutations)
+        self._import_stmts: list[ast.Import | ast.ImportFrom] = []
         self._collect(tree.body, None)
 
     def absolute(self, module: str, level: int) -> str:
@@ -119,7 +120,7 @@ class Module:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self._bind(node.name, unit)
                 if any(decorator_name(d) not in PURE_DECORATORS for d in node.decorator_list):
-                    self.effects.append(unit)
+                    self._effect(unit)
             elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 for t in targets:
@@ -132,7 +133,7 @@ class Module:
                         base = _base_name(t)
                         if base is not None:
                             self._touch(base, unit)
-                            self.effects.append(unit)
+                            self._effect(unit)
                 if node.value is not None:
                     self._touch_names(node.value, unit)
             elif isinstance(node, ast.Import):
@@ -144,8 +145,7 @@ class Module:
                         self.imports.setdefault(top, []).append((top, None))
                         if "." in alias.name:  # ``import a.b`` also makes ``a.b`` reachable from ``a``
                             self.imports[top].append((alias.name, None))
-                if block is not None:
-                    self.effects.append(unit)
+                self._import_stmts.append(node)
             elif isinstance(node, ast.ImportFrom):
                 base = self.absolute(node.module or "", node.level)
                 for alias in node.names:
@@ -153,8 +153,7 @@ class Module:
                         self.stars.append(base)
                     else:
                         self.imports.setdefault(alias.asname or alias.name, []).append((base, alias.name))
-                if block is not None:
-                    self.effects.append(unit)
+                self._import_stmts.append(node)
             elif isinstance(node, (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While, ast.TryStar)):
                 for field in ("body", "orelse", "finalbody"):
                     self._collect(getattr(node, field, []), unit)
@@ -172,16 +171,32 @@ class Module:
                                 self._bind(n, unit)
                 if block is None:
                     self._touch_names(node, unit)
-                    self.effects.append(unit)
             elif isinstance(node, (ast.Expr, ast.Delete, ast.Assert, ast.Raise, ast.Match)):
                 # ``LIST.append(3)``, ``random.seed(1234)``, ``register(Model)``, ``del X``.
                 self._touch_names(node, unit)
-                self.effects.append(unit)
+                self._effect(unit)
             elif isinstance(node, ast.Global | ast.Nonlocal | ast.Pass):
                 continue
             else:
                 self._touch_names(node, unit)
-                self.effects.append(unit)
+                self._effect(unit)
+
+    def _effect(self, unit: ast.stmt) -> None:
+        if not self.effects or self.effects[-1] is not unit:
+            self.effects.append(unit)
+
+    def imported_modules(self) -> list[str]:
+        """Every module its import statements name (absolute), at any depth of the top level:
+        importing this module runs theirs."""
+        out: list[str] = []
+        for node in self._import_stmts:
+            if isinstance(node, ast.Import):
+                out.extend(alias.name for alias in node.names)
+            else:
+                base = self.absolute(node.module or "", node.level)
+                out.append(base)
+                out.extend(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+        return out
 
     def _touch_names(self, node: ast.AST, unit: ast.stmt) -> None:
         for n in ast.walk(node):

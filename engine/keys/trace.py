@@ -314,6 +314,22 @@ def _dists_of_top(top: str) -> list[tuple[str, str]] | None:
     return result
 
 
+_site_state: list[str] = []
+
+
+def _forget_versions_if_site_changed() -> None:
+    """Versions are memoized per process; a package installed or upgraded since (a long-lived
+    in-process executor) must not be reported at its old version."""
+    from mlbuild.engine.keys.environment import site_signature
+
+    now = site_signature()
+    if _site_state != [now]:
+        global _packages_distributions
+        _site_state[:] = [now]
+        _dist_cache.clear()
+        _packages_distributions = None
+
+
 def _requires(dist: str) -> list[str]:
     """Top-level modules of the installed requirements of ``dist`` (for modules loaded before the
     hooks, whose imports were not seen)."""
@@ -368,6 +384,7 @@ class ActionTrace:
         global _current
         install()
         purge_project_modules()
+        _forget_versions_if_site_changed()
         self.started_ns = time.time_ns()
         _current = self
         return self

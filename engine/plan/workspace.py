@@ -42,6 +42,7 @@ class CacheSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class BuildSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     load_timeout: float = 60.0  # seconds one BUILD.py may take to load; 0: no limit
+    strict: bool = False  # an undeclared workspace read fails its step (as --strict does)
 
 
 class WorkspaceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -1,0 +1,117 @@
+"""In-process builds for the key mutation suite: plan, key, look up and run every step in this
+process (an executor that calls the runner directly), so a build of a small workspace takes
+milliseconds and a test can build hundreds of times."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from mlbuild.cache.cas import CAS
+from mlbuild.cache.store import LocalStore
+from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
+from mlbuild.engine.keys.actions import ActionFactory
+from mlbuild.engine.plan.planner import plan, resolve_patterns
+from mlbuild.engine.plan.workspace import Workspace
+from mlbuild.engine.run.build import Builder, BuildOptions
+from mlbuild.engine.run.progress import Reporter
+from mlbuild.engine.run.runner import run_action
+
+
+class InProcess:
+    """Runs each action in this process, at once (a reused worker, as a pool worker is)."""
+
+    name = "inprocess"
+
+    def __init__(self, cas_root: str) -> None:
+        self.cas = CAS(cas_root)
+
+    def submit(self, spec: ActionSpec) -> Future[ActionOutcome]:
+        fut: Future[ActionOutcome] = Future()
+        fut.set_result(run_action(spec, self.cas))
+        return fut
+
+    def close(self) -> None:
+        pass
+
+
+class Built:
+    def __init__(self, executed: set[str], outputs: dict[str, str], log: str, failures: dict[str, str], causes: dict[str, str]) -> None:
+        self.executed = executed
+        self.outputs = outputs  # label -> result digest
+        self.log = log
+        self.failures = failures
+        self.causes = causes
+
+
+def build(root: Path, cache: Path, patterns: list[str] | None = None, *, overrides: dict[str, dict[str, Any]] | None = None, strict: bool = False) -> Built:
+    ws = Workspace(root)
+    store = LocalStore(cache)
+    try:
+        labels = resolve_patterns(ws, patterns or ["//..."])
+        the_plan = plan(ws, labels)
+        factory = ActionFactory(ws, store)
+        stream = io.StringIO()
+        options = BuildOptions(jobs=1, keep_going=True, overrides=overrides or {}, materialize=False, record=True, strict=strict)
+        builder = Builder(ws, store, factory, lambda: InProcess(str(store.cas.root)), Reporter(stream=stream), options)
+        result = builder.run(the_plan)
+        executed = {a.label for a in result.record.actions if a.status == "executed"}
+        causes = {a.label: a.cause for a in result.record.actions if getattr(a, "cause", None)}
+        outputs = {label: r.result_digest() for label, r in result.results.items()}
+        return Built(executed, outputs, stream.getvalue(), dict(result.failures), causes)
+    finally:
+        store.close()
+
+
+def write(root: Path, files: dict[str, str | None]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        if text is None:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+class SysPath:
+    """Puts folders on ``sys.path`` for a test (a src/ layout, a fake site-packages)."""
+
+    def __init__(self, *folders: Path) -> None:
+        self.folders = [str(f) for f in folders]
+
+    def __enter__(self) -> SysPath:
+        for f in reversed(self.folders):
+            sys.path.insert(0, f)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for f in self.folders:
+            while f in sys.path:
+                sys.path.remove(f)
+            for name, mod in list(sys.modules.items()):
+                if (getattr(mod, "__file__", None) or "").startswith(f):
+                    del sys.modules[name]
+
+
+def fake_dist(site: Path, name: str, version: str, code: str, requires: list[str] | None = None) -> None:
+    """An installed distribution in a ``site-packages`` folder: module ``name`` and its metadata."""
+    for old in site.glob(f"{name}-*.dist-info"):
+        shutil.rmtree(old)
+    (site / f"{name}.py").write_text(code)
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    meta += "".join(f"Requires-Dist: {r}\n" for r in requires or [])
+    (info / "METADATA").write_text(meta)
+    (info / "RECORD").write_text(f"{name}.py,,\n{info.name}/METADATA,,\n")
+    (info / "top_level.txt").write_text(name + "\n")
+    os.utime(site)
+    sys.modules.pop(name, None)  # as after an upgrade: the next process imports the new one
