@@ -142,11 +142,13 @@ class _ProjectLoader(importlib.machinery.SourceFileLoader):
         act = _current
         if act is not None:
             act.loaded[path] = source_digest(data, digest)
+            # Only what actions import is dropped before the next one: the modules of a process
+            # embedding an in-process executor are its own business.
+            _project_modules.add(fullname)
         code = _code_cache.get((path, digest))
         if code is None:
             code = compile(data, path, "exec", dont_inherit=True)
             _code_cache[(path, digest)] = code
-        _project_modules.add(fullname)
         return code
 
 
@@ -162,7 +164,7 @@ class _ProjectFinder(importlib.abc.MetaPathFinder):
             spec.loader = _ProjectLoader(fullname, origin)
         elif spec.submodule_search_locations and (origin is None or origin == "namespace"):
             locations = list(spec.submodule_search_locations)
-            if any(file_kind(os.path.join(p, "x")) == "project" for p in locations):
+            if _current is not None and any(file_kind(os.path.join(p, "x")) == "project" for p in locations):
                 _project_modules.add(fullname)  # a namespace package keeps stale submodule attributes
         return spec
 
@@ -250,16 +252,26 @@ def install() -> None:
             return
         _installed = True
         _preloaded.update(n.partition(".")[0] for n in list(sys.modules))
-        # Project modules imported before the hooks (an in-process build) are re-imported through them.
-        for name, mod in list(sys.modules.items()):
-            file = getattr(mod, "__file__", None)
-            if isinstance(file, str) and file_kind(file) == "project":
-                _project_modules.add(name)
         sys.meta_path.insert(0, _ProjectFinder())
         builtins.__import__ = _traced_import
         importlib.import_module = _traced_import_module
         os._Environ.__getitem__ = _env_getitem  # type: ignore[method-assign]
         sys.addaudithook(_audit)
+
+
+_workspaces_seen: set[str] = set()
+
+
+def _adopt_preloaded(workspace: str) -> None:
+    """A workspace's modules imported before the hooks (by the process that embeds an in-process
+    executor) are dropped once, so its actions import them through the hooks."""
+    if workspace in _workspaces_seen:
+        return
+    _workspaces_seen.add(workspace)
+    for name, mod in list(sys.modules.items()):
+        file = getattr(mod, "__file__", None)
+        if isinstance(file, str) and file.startswith(workspace):
+            _project_modules.add(name)
 
 
 def purge_project_modules() -> None:
@@ -383,6 +395,7 @@ class ActionTrace:
     def __enter__(self) -> ActionTrace:
         global _current
         install()
+        _adopt_preloaded(self.workspace)
         purge_project_modules()
         _forget_versions_if_site_changed()
         self.started_ns = time.time_ns()

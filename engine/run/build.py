@@ -18,7 +18,7 @@ import msgspec
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.intact import ensure_intact
-from mlbuild.cache.records import ActionResult, ArtifactRef, BuildAction, BuildRecord
+from mlbuild.cache.records import ACTION_SCHEMA, ActionResult, ArtifactRef, BuildAction, BuildRecord
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import BuildFailed, UserError
 from mlbuild.engine.interfaces import ActionOutcome, Executor
@@ -366,6 +366,7 @@ class _BuildState:
             producers=build_record.producer_keys(self.plan, label, self.results),
             seconds=outcome.seconds,
             trace=outcome.trace,
+            schema=ACTION_SCHEMA,
         )
         self.b.store.index.put_action(result)
         if self.b.remote is not None:
