@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from support.cli import mlbuild
+from support.workspace import write_workspace as write
 
 RULES = '''
 from pathlib import Path
@@ -48,23 +49,12 @@ target(name="boom", rule="rules.py:boom")
 GIT = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test", "-c", "commit.gpgsign=false"]
 
 
-def mlbuild(ws: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"mlbuild {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 def as_json(ws: Path, *args: str) -> Any:
-    return json.loads(mlbuild(ws, *args, "--json").stdout)
+    return mlbuild(ws, *args, "--json").json()
 
 
 def write_workspace(root: Path, factor: int = 3) -> Path:
-    (root / "p").mkdir(parents=True, exist_ok=True)
-    (root / "mlbuild.toml").write_text("[workspace]\nname = 'records-test'\n")
-    (root / "p" / "rules.py").write_text(RULES)
-    (root / "p" / "BUILD.py").write_text(BUILD.format(factor=factor))
-    return root
+    return write(root, {"p/rules.py": RULES, "p/BUILD.py": BUILD.format(factor=factor)}, name="records-test")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -78,7 +68,7 @@ def ws(tmp_path: Path) -> Path:
 
 def test_builds_lists_newest_first_filters_and_shows(ws: Path) -> None:
     first = as_json(ws, "build", "-q", "//p:total")["build_id"]
-    failed = json.loads(mlbuild(ws, "build", "-q", "--json", "//p:boom", check=False).stdout)["build_id"]
+    failed = mlbuild(ws, "build", "-q", "--json", "//p:boom", check=False).json()["build_id"]
     last = as_json(ws, "build", "-q", "//p:scaled")["build_id"]
 
     listed = as_json(ws, "builds")

@@ -3,12 +3,8 @@ module in its own cache, and on a tiny workspace with a source file at the leaf.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +12,11 @@ import msgspec
 import pytest
 
 from mlbuild.cache.store import LocalStore
-from mlbuild.engine.cli import main
 from mlbuild.engine.inspect.lineage import LineageGraph, consumers, lineage_tree, resolve_key
 from mlbuild.engine.inspect.lineage_render import lineage_dot
+
+from support.cli import mlbuild
+from support.workspace import write_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ["//models:resnet", "//features:normalized", "//data:split", "//data:digits"]
@@ -40,28 +38,19 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
 
 
 def build(ws: Path, cache: Path, target: str) -> None:
-    """Build in a child process: the build command leaves its store open in the process."""
-    env = {**os.environ, "MLBUILD_CACHE_DIR": str(cache)}
-    code = "from mlbuild.engine.cli import main; raise SystemExit(main())"
-    proc = subprocess.run([sys.executable, "-c", code, "-C", str(ws), "build", "-q", target], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    mlbuild(ws, "build", "-q", target, env={"MLBUILD_CACHE_DIR": str(cache)})
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, example: Example, *args: str) -> str:
-    monkeypatch.setenv("MLBUILD_CACHE_DIR", str(example.cache))
-    capsys.readouterr()
-    code = main(["-C", str(example.ws), *args])
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    return out.out
+def run(example: Example, *args: str) -> str:
+    return mlbuild(example.ws, *args, env={"MLBUILD_CACHE_DIR": str(example.cache)}).stdout
 
 
-def lineage_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, example: Example, *args: str) -> LineageGraph:
-    return msgspec.json.decode(run(capsys, monkeypatch, example, "lineage", "--json", *args), type=LineageGraph)
+def lineage_json(example: Example, *args: str) -> LineageGraph:
+    return msgspec.json.decode(run(example, "lineage", "--json", *args), type=LineageGraph)
 
 
-def test_lineage_reaches_the_source_data(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, example: Example) -> None:
-    graph = lineage_json(capsys, monkeypatch, example, "//models:resnet")
+def test_lineage_reaches_the_source_data(example: Example) -> None:
+    graph = lineage_json(example, "//models:resnet")
     assert [n.label for n in graph.nodes] == LABELS
     assert [n.depth for n in graph.nodes] == [0, 1, 2, 3]
     by_label = {n.label: n for n in graph.nodes}
@@ -78,18 +67,18 @@ def test_lineage_reaches_the_source_data(capsys: pytest.CaptureFixture[str], mon
     digits = by_label["//data:digits"]
     assert digits.upstream == [] and digits.sources == [] and "scikit-learn" in digits.env.packages
     assert graph.truncated == []
-    text = run(capsys, monkeypatch, example, "lineage", "//models:resnet")
+    text = run(example, "lineage", "//models:resnet")
     for label in LABELS:
         assert label in text
     assert "models.fitting.fit_epochs (models/fitting.py)" in text
 
 
-def test_depth_cuts(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, example: Example) -> None:
-    graph = lineage_json(capsys, monkeypatch, example, "--depth", "1", "//models:eval")
+def test_depth_cuts(example: Example) -> None:
+    graph = lineage_json(example, "--depth", "1", "//models:eval")
     assert [n.label for n in graph.nodes] == ["//models:eval", "//features:normalized", "//models:resnet"]
     split = {n.label: n for n in graph.nodes}["//features:normalized"].upstream[0]
     assert graph.truncated == [split.key]
-    assert "(cut by --depth)" in run(capsys, monkeypatch, example, "lineage", "--depth", "0", "//models:eval")
+    assert "(cut by --depth)" in run(example, "lineage", "--depth", "0", "//models:eval")
 
 
 def test_start_from_digest_key_and_cache_path(monkeypatch: pytest.MonkeyPatch, example: Example) -> None:
@@ -132,17 +121,17 @@ def parse_dot(text: str) -> tuple[set[str], set[tuple[str, str]]]:
     return nodes, edges
 
 
-def test_dot_output_is_a_graph_of_the_lineage(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, example: Example) -> None:
-    text = run(capsys, monkeypatch, example, "lineage", "--format", "dot", "//models:eval")
+def test_dot_output_is_a_graph_of_the_lineage(example: Example) -> None:
+    text = run(example, "lineage", "--format", "dot", "//models:eval")
     nodes, edges = parse_dot(text)
-    graph = lineage_json(capsys, monkeypatch, example, "//models:eval")
+    graph = lineage_json(example, "//models:eval")
     assert len(nodes) == len(graph.nodes) == 5
     expected = {(f'"a:{u.key}"', f'"a:{n.key}"') for n in graph.nodes for u in n.upstream}
     assert edges == expected and len(edges) == 5  # eval has two inputs; normalized feeds both
     assert text.count("{") == text.count("}")
 
 
-def test_consumers_of_a_dataset_snapshot(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, example: Example) -> None:
+def test_consumers_of_a_dataset_snapshot(example: Example) -> None:
     store = LocalStore(example.cache)
     try:
         split = store.index.get_action(resolve_key(store, "//data:split"))
@@ -162,49 +151,46 @@ def test_consumers_of_a_dataset_snapshot(capsys: pytest.CaptureFixture[str], mon
         assert lineage_dot(tree).startswith("digraph")
     finally:
         store.close()
-    assert run(capsys, monkeypatch, example, "query", f"consumers({digest})").split() == ["//features:normalized"]
-    assert run(capsys, monkeypatch, example, "query", f"transitive_consumers({digest})").split() == [
+    assert run(example, "query", f"consumers({digest})").split() == ["//features:normalized"]
+    assert run(example, "query", f"transitive_consumers({digest})").split() == [
         "//features:normalized", "//models:eval", "//models:resnet"
     ]
-    assert run(capsys, monkeypatch, example, "query", f"consumers({digest}, 2)").split() == [
+    assert run(example, "query", f"consumers({digest}, 2)").split() == [
         "//features:normalized", "//models:eval", "//models:resnet"
     ]
 
 
-def test_bad_starts_are_one_clear_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, example: Example) -> None:
-    monkeypatch.setenv("MLBUILD_CACHE_DIR", str(example.cache))
+def test_bad_starts_are_one_clear_error(example: Example) -> None:
+    env = {"MLBUILD_CACHE_DIR": str(example.cache)}
     for arg, message in [
         ("0" * 32, "no action in the cache has key or output digest"),
         ("//models:nothing", "//models:nothing has no recorded result"),
         ("no/such/file", "no such file"),
     ]:
-        capsys.readouterr()
-        assert main(["-C", str(example.ws), "lineage", arg]) == 2
-        err = capsys.readouterr().err
-        assert message in err and "Traceback" not in err
-    assert main(["-C", str(example.ws), "query", "consumers(//data:split)"]) == 2
-    assert "needs a 32-hex-digit digest" in capsys.readouterr().err
+        run = mlbuild(example.ws, "lineage", arg, env=env, check=False)
+        assert run.returncode == 2
+        assert message in run.stderr and "Traceback" not in run.stderr
+    run = mlbuild(example.ws, "query", "consumers(//data:split)", env=env, check=False)
+    assert run.returncode == 2 and "needs a 32-hex-digit digest" in run.stderr
 
 
-def test_source_files_at_the_leaves(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ws = tmp_path / "ws"
-    (ws / "data").mkdir(parents=True)
-    (ws / "mlbuild.toml").write_text("[workspace]\n")
-    (ws / "data" / "table.csv").write_text("a,b\n1,2\n")
-    (ws / "data" / "BUILD.py").write_text(
-        "from mlbuild import File, target\n\n"
-        'target(name="rows", rule="rows.py:rows", inputs={"table": File("table.csv")})\n'
-    )
-    (ws / "data" / "rows.py").write_text(
-        "from pathlib import Path\n\nfrom mlbuild import rule\n\n\n"
-        "@rule()\ndef rows(table: Path) -> int:\n    return len(table.read_text().splitlines())\n"
-    )
-    build(ws, Path(os.environ["MLBUILD_CACHE_DIR"]), "//data:rows")
-    assert main(["-C", str(ws), "lineage", "--json", "//data:rows"]) == 0
-    node = json.loads(capsys.readouterr().out)["nodes"][0]
+def test_source_files_at_the_leaves(tmp_path: Path) -> None:
+    ws = write_workspace(tmp_path / "ws", {
+        "mlbuild.toml": "[workspace]\n",
+        "data/table.csv": "a,b\n1,2\n",
+        "data/BUILD.py": (
+            "from mlbuild import File, target\n\n"
+            'target(name="rows", rule="rows.py:rows", inputs={"table": File("table.csv")})\n'
+        ),
+        "data/rows.py": (
+            "from pathlib import Path\n\nfrom mlbuild import rule\n\n\n"
+            "@rule()\ndef rows(table: Path) -> int:\n    return len(table.read_text().splitlines())\n"
+        ),
+    })
+    mlbuild(ws, "build", "-q", "//data:rows")
+    node = mlbuild(ws, "lineage", "--json", "//data:rows").json()["nodes"][0]
     from mlbuild.cache.digest import digest_file
 
     assert node["sources"] == [{"input": "table", "digest": digest_file(ws / "data" / "table.csv")[0], "path": "data/table.csv"}]
-    assert main(["-C", str(ws), "lineage", "--format", "dot", "//data:rows"]) == 0
-    nodes, edges = parse_dot(capsys.readouterr().out)
+    nodes, edges = parse_dot(mlbuild(ws, "lineage", "--format", "dot", "//data:rows").stdout)
     assert len(nodes) == 2 and len(edges) == 1

@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.cli import mlbuild
+from support.workspace import write_workspace
+
 RULES = '''
 import time
 from mlbuild import rule
@@ -30,15 +33,12 @@ target(name="b", rule="rules.py:slow", config={"seconds": 2})
 
 
 def workspace(root: Path) -> Path:
-    (root / "p").mkdir(parents=True)
-    (root / "mlbuild.toml").write_text("")
-    (root / "p" / "rules.py").write_text(RULES)
-    (root / "p" / "BUILD.py").write_text(BUILD)
-    return root
+    return write_workspace(root, {"mlbuild.toml": "", "p/rules.py": RULES, "p/BUILD.py": BUILD})
 
 
 def test_terminal_gets_a_live_status_line(tmp_path: Path) -> None:
     ws = workspace(tmp_path / "ws")
+    # A process of its own: what it shows depends on its stderr being a terminal.
     main, child = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlbuild", "//p:all", "-j", "2"], cwd=ws, stdin=subprocess.DEVNULL, stdout=child, stderr=child
@@ -65,7 +65,7 @@ def test_terminal_gets_a_live_status_line(tmp_path: Path) -> None:
 
 def test_plain_lines_and_json_on_stdout_only(tmp_path: Path) -> None:
     ws = workspace(tmp_path / "ws")
-    proc = subprocess.run([sys.executable, "-m", "mlbuild", "//p:a", "--json"], cwd=ws, capture_output=True, text=True, check=True)
+    proc = mlbuild(ws, "//p:a", "--json")
     summary = json.loads(proc.stdout)  # nothing but the JSON object on stdout
     assert summary["targets"] == ["//p:a"] and summary["actions"]["executed"] == 1
     assert "\x1b" not in proc.stderr

@@ -28,6 +28,9 @@ from mlbuild.engine.ui.render import png_bytes, render_artifact, render_value
 from mlbuild.engine.ui.server import create_app
 from mlbuild.engine.ui.state import UiState, running_ui, step_link, write_state
 
+from support.cli import mlbuild
+from support.workspace import write_workspace
+
 FILES = {
     "mlbuild.toml": '[workspace]\nname = "ui-test"\n',
     "pkg/__init__.py": "",
@@ -101,22 +104,6 @@ def slow(data: dict, config: dict) -> int:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_workspace(root: Path) -> Path:
-    for rel, text in FILES.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
-
-
-def mlbuild(ws: Path, *args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-c", "import sys; from mlbuild.engine.cli import main; sys.exit(main())", *args]
-    proc = subprocess.run(cmd, cwd=ws, capture_output=True, text=True, timeout=300, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"mlbuild {' '.join(args)} exited {proc.returncode}\n{proc.stderr}")
-    return proc
-
-
 def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
     """Poll ``probe`` until it returns something truthy, at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -133,7 +120,7 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    return write_workspace(tmp_path / "ws")
+    return write_workspace(tmp_path / "ws", FILES)
 
 
 @pytest.fixture

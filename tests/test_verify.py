@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,9 @@ import numpy as np
 import pytest
 
 from mlbuild.cache.store import LocalStore
+
+from support.cli import mlbuild, mlbuild_process
+from support.workspace import write_workspace as write
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "resnet"
@@ -63,20 +64,9 @@ target(name="report", rule="steps.py:report", inputs={"base": ":base"}, config={
 '''
 
 
-def mlbuild(ws: Path, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"mlbuild {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 def write_workspace(root: Path, deterministic: bool = True) -> Path:
-    (root / "p").mkdir(parents=True)
-    (root / "mlbuild.toml").write_text("[workspace]\nname = 'verify-test'\n")
-    (root / "p" / "__init__.py").write_text("")
-    (root / "p" / "steps.py").write_text(STEPS.format(deterministic=deterministic))
-    (root / "p" / "BUILD.py").write_text(BUILD)
-    return root
+    return write(root, {"p/__init__.py": "", "p/steps.py": STEPS.format(deterministic=deterministic), "p/BUILD.py": BUILD},
+                 name="verify-test")
 
 
 def by_label(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -109,9 +99,9 @@ def corrupt(cache: Path, digest: str) -> None:
 def test_example_verifies_with_deps_in_a_second_process(tmp_path: Path, tmp_cache_dir: Path) -> None:
     ws = tmp_path / "resnet"
     shutil.copytree(EXAMPLE, ws, ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__", ".ruff_cache"))
-    mlbuild(ws, "build", "-q", "//models:resnet")
+    mlbuild_process(ws, "build", "-q", "//models:resnet")
     for _ in range(2):  # each verify is its own process, neither the one that built
-        proc = mlbuild(ws, "verify", "--deps", "-q", "//models:resnet")
+        proc = mlbuild_process(ws, "verify", "--deps", "-q", "//models:resnet")
         assert proc.stdout.startswith("OK: verified 4 actions"), proc.stdout
         assert "4 match" in proc.stdout
 
@@ -230,12 +220,10 @@ def test_verify_against_the_team_remote_cache(tmp_path: Path) -> None:
     # Another checkout with an empty local cache: the baseline is what the team published.
     other = write_workspace(tmp_path / "dev")
     env_cache = tmp_path / "dev-cache"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlbuild", "verify", "--deps", "--json", "//p:total", "//p:report", "--remote-cache", remote],
-        cwd=other, capture_output=True, text=True, timeout=300, env={**os.environ, "MLBUILD_CACHE_DIR": str(env_cache)},
-    )
+    proc = mlbuild(other, "verify", "--deps", "--json", "//p:total", "//p:report", "--remote-cache", remote,
+                   check=False, env={"MLBUILD_CACHE_DIR": str(env_cache)})
     assert proc.returncode == 1, proc.stderr
-    actions = by_label(json.loads(proc.stdout))
+    actions = by_label(proc.json())
     assert {a["baseline"] for a in actions.values()} == {"remote cache"}
     assert actions["//p:base"]["status"] == actions["//p:report"]["status"] == actions["//p:total"]["status"] == "match"
     noisy = actions["//p:noisy"]

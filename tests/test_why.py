@@ -15,9 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlbuild.cache.records import EnvManifest
-from mlbuild.engine.cli import main
 from mlbuild.engine.inspect.keydiff import config_changes
 from mlbuild.engine.keys.environment import HostEnvironment
+
+from support.cli import mlbuild
+from support.workspace import write_workspace
 
 FILES = {
     "mlbuild.toml": '[workspace]\nname = "why-test"\n',
@@ -54,47 +56,17 @@ FILES = {
 }
 
 
-def write_workspace(root: Path) -> Path:
-    for rel, text in FILES.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
+def cli(ws: Path, *args: str) -> str:
+    return mlbuild(ws, *args).stdout
 
 
-def cli(capsys: pytest.CaptureFixture[str], ws: Path, *args: str) -> str:
-    capsys.readouterr()
-    code = main(["-C", str(ws), *args])
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    return out.out
+def build(ws: Path, target: str = "//models:fit") -> None:
+    """Build in this process, so that a monkeypatch applies."""
+    mlbuild(ws, "build", "-q", target)
 
 
-def build(capsys: pytest.CaptureFixture[str], ws: Path, target: str = "//models:fit") -> None:
-    """Build in this process (so a monkeypatch applies) and close the store afterwards."""
-    import argparse
-    import os
-
-    from mlbuild.engine.commands.build import execute
-    from mlbuild.engine.commands.common import Context
-
-    here = os.getcwd()
-    os.chdir(ws)
-    try:
-        ctx = Context()
-        args = argparse.Namespace(
-            jobs=1, keep_going=False, no_cache=False, executor=None, overrides=[], json=False, quiet=True,
-            remote_cache=None, remote_upload=None, remote_timeout=None,
-        )
-        result = execute(ctx, ctx.labels([target]), args)
-        ctx.store.close()
-    finally:
-        os.chdir(here)
-    assert not result.failures, result.failures
-
-
-def why(capsys: pytest.CaptureFixture[str], ws: Path, *args: str) -> dict[str, dict[str, Any]]:
-    data = json.loads(cli(capsys, ws, "why", "--json", *args, "//models:fit"))
+def why(ws: Path, *args: str) -> dict[str, dict[str, Any]]:
+    data = json.loads(cli(ws, "why", "--json", *args, "//models:fit"))
     return {a["label"]: a for a in data["actions"]}
 
 
@@ -104,9 +76,9 @@ def plain(cause: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    root = write_workspace(tmp_path / "ws")
-    build(capsys, root)
+def ws(tmp_path: Path) -> Path:
+    root = write_workspace(tmp_path / "ws", FILES)
+    build(root)
     return root
 
 
@@ -128,56 +100,56 @@ def assert_only(actions: dict[str, dict[str, Any]], where: str, cause: dict[str,
     return own[0]
 
 
-def test_first_build_is_new_targets(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    actions = why(capsys, ws)
+def test_first_build_is_new_targets(ws: Path) -> None:
+    actions = why(ws)
     assert list(actions) == ["//data:raw", "//data:clean", "//models:fit"]
     for a in actions.values():
         assert a["verdict"] == "rebuilt"
         assert [c["kind"] for c in a["causes"]] == ["new_target"]
 
 
-def test_no_change_everything_cached(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    build(capsys, ws)
-    actions = why(capsys, ws)
+def test_no_change_everything_cached(ws: Path) -> None:
+    build(ws)
+    actions = why(ws)
     assert {a["verdict"] for a in actions.values()} == {"cached"}
-    assert "cached (local)" in cli(capsys, ws, "why", "//models:fit")
+    assert "cached (local)" in cli(ws, "why", "//models:fit")
 
 
-def test_helper_three_calls_down(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_helper_three_calls_down(ws: Path) -> None:
     helpers = ws / "lib/helpers.py"
     helpers.write_text(helpers.read_text().replace("return x * 2", "return x * 3"))
     expected = {"kind": "function", "name": "lib.helpers.step3", "label": "", "file": "lib/helpers.py", "change": "changed", "upstream": ""}
-    dry = why(capsys, ws, "--dry-run")
+    dry = why(ws, "--dry-run")
     assert dry["//data:clean"]["verdict"] == "would_rebuild"
     assert dry["//models:fit"]["key"] is None  # it waits on clean's new result
     assert_only(dry, "//data:clean", expected, ["//data:raw"])
-    build(capsys, ws)
-    cause = assert_only(why(capsys, ws), "//data:clean", expected, ["//data:raw"])
+    build(ws)
+    cause = assert_only(why(ws), "//data:clean", expected, ["//data:raw"])
     # The old and new normalized sources come from the CAS, not from the working tree.
     assert "-    return x * 2" in cause["diff"] and "+    return x * 3" in cause["diff"]
-    text = cli(capsys, ws, "why", "//models:fit")
+    text = cli(ws, "why", "//models:fit")
     assert "function lib.helpers.step3 (lib/helpers.py) changed" in text
     assert "+    return x * 3" in text
 
 
-def test_config_field(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_field(ws: Path) -> None:
     build_file = ws / "data/BUILD.py"
     build_file.write_text(build_file.read_text().replace('"clip": 10', '"clip": 5'))
     expected = {"kind": "config", "name": "opts.clip", "label": "", "file": "", "change": "changed", "upstream": ""}
-    assert_only(why(capsys, ws, "--dry-run"), "//data:clean", expected, ["//data:raw"])
-    build(capsys, ws)
-    cause = assert_only(why(capsys, ws), "//data:clean", expected, ["//data:raw"])
+    assert_only(why(ws, "--dry-run"), "//data:clean", expected, ["//data:raw"])
+    build(ws)
+    cause = assert_only(why(ws), "//data:clean", expected, ["//data:raw"])
     assert (cause["old"], cause["new"]) == (10, 5)
-    assert "config opts.clip: 10 -> 5" in cli(capsys, ws, "why", "//models:fit")
+    assert "config opts.clip: 10 -> 5" in cli(ws, "why", "//models:fit")
 
 
-def test_data_file(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_data_file(ws: Path) -> None:
     (ws / "data/raw.csv").write_text("0\n2\n3\n")
     expected = {"kind": "source", "name": "csv", "label": "", "file": "data/raw.csv", "change": "changed", "upstream": ""}
-    dry = why(capsys, ws, "--dry-run")
+    dry = why(ws, "--dry-run")
     assert [plain(c) for c in dry["//data:raw"]["causes"]] == [expected]
-    build(capsys, ws)
-    actions = why(capsys, ws)
+    build(ws)
+    actions = why(ws)
     assert [plain(c) for c in actions["//data:raw"]["causes"]] == [expected]
     clean = actions["//data:clean"]["causes"]
     assert [plain(c) for c in clean] == [
@@ -188,7 +160,7 @@ def test_data_file(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert [plain(c) for c in fit[0]["because"]] == [dict(expected, label="//data:raw")]
 
 
-def test_package_version(ws: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_package_version(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = HostEnvironment.manifest
 
     def upgraded(self: HostEnvironment, imports: Any) -> EnvManifest:
@@ -199,14 +171,14 @@ def test_package_version(ws: Path, capsys: pytest.CaptureFixture[str], monkeypat
 
     monkeypatch.setattr(HostEnvironment, "manifest", upgraded)
     expected = {"kind": "package", "name": "msgspec", "label": "", "file": "", "change": "changed", "upstream": ""}
-    assert_only(why(capsys, ws, "--dry-run"), "//data:clean", expected, ["//data:raw"])
-    build(capsys, ws)
+    assert_only(why(ws, "--dry-run"), "//data:clean", expected, ["//data:raw"])
+    build(ws)
     # clean's output does not depend on msgspec's version: fit's key is unchanged, so cached.
-    cause = assert_only(why(capsys, ws), "//data:clean", expected, ["//data:raw", "//models:fit"])
+    cause = assert_only(why(ws), "//data:clean", expected, ["//data:raw", "//models:fit"])
     assert cause["new"] == "99.0" and cause["old"] == msgspec.__version__
 
 
-def test_dry_run_runs_nothing(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_runs_nothing(ws: Path) -> None:
     from mlbuild.cache.store import LocalStore, default_cache_dir
 
     (ws / "data/raw.csv").write_text("7\n")
@@ -218,21 +190,21 @@ def test_dry_run_runs_nothing(ws: Path, capsys: pytest.CaptureFixture[str]) -> N
             store.close()
 
     before = counts()
-    actions = why(capsys, ws, "--dry-run")
+    actions = why(ws, "--dry-run")
     assert [a["verdict"] for a in actions.values()] == ["would_rebuild"] * 3
     assert counts() == before
 
 
-def test_diff_builds(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_diff_builds(ws: Path) -> None:
     build_file = ws / "data/BUILD.py"
     build_file.write_text(build_file.read_text().replace('"scale": 2', '"scale": 3'))
-    build(capsys, ws)
+    build(ws)
     from mlbuild.cache.store import LocalStore, default_cache_dir
 
     store = LocalStore(default_cache_dir())
     new, old = store.index.list_builds()[:2]
     store.close()
-    data = json.loads(cli(capsys, ws, "diff", "--json", old.id, new.id))
+    data = json.loads(cli(ws, "diff", "--json", old.id, new.id))
     by_label = {t["label"]: t for t in data["targets"]}
     assert by_label["//data:raw"]["status"] == "same"
     assert by_label["//data:clean"]["status"] == "changed"
@@ -241,14 +213,14 @@ def test_diff_builds(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ]
     fit = by_label["//models:fit"]["causes"]
     assert [c["because"][0]["name"] for c in fit] == ["scale"]
-    assert "config scale: 2 -> 3" in cli(capsys, ws, "diff", old.id[:17], new.id)
+    assert "config scale: 2 -> 3" in cli(ws, "diff", old.id[:17], new.id)
 
 
-def test_unknown_target_and_build(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["-C", str(ws), "why", "//data:nothing"]) == 2
-    assert "//data:nothing has not been built yet" in capsys.readouterr().err
-    assert main(["-C", str(ws), "diff", "nope", "nope2"]) == 2
-    assert "no recorded build 'nope'" in capsys.readouterr().err
+def test_unknown_target_and_build(ws: Path) -> None:
+    run = mlbuild(ws, "why", "//data:nothing", check=False)
+    assert run.returncode == 2 and "//data:nothing has not been built yet" in run.stderr
+    run = mlbuild(ws, "diff", "nope", "nope2", check=False)
+    assert run.returncode == 2 and "no recorded build 'nope'" in run.stderr
 
 
 _plain = st.recursive(
