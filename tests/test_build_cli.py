@@ -71,7 +71,7 @@ target(name="text", rule="rules.py:read_file", inputs={"path": File("data.txt")}
 
 
 def build_json(ws: Path, *args: str) -> dict[str, Any]:
-    return mlbuild(ws, *args, "--json").json()  # type: ignore[no-any-return]
+    return mlbuild(ws, *args, "--json").json()
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import tarfile
 import textwrap
 import uuid
@@ -27,6 +25,10 @@ from mlbuild.engine.interfaces import ActionSpec
 from mlbuild.remote.docker_executor import container_limits
 from mlbuild.remote.images import resolve_image, split_reference
 from mlbuild.rules.rule import Resources, RuleOptions
+
+from support.cli import Run
+from support.cli import mlbuild as run_mlbuild
+from support.workspace import write_workspace as write
 
 RULES = '''
 import os
@@ -91,21 +93,16 @@ def build_file(image: str) -> str:
 
 
 def write_workspace(root: Path, image: str) -> Path:
-    ws = root / "ws"
-    (ws / "pkg").mkdir(parents=True)
-    (ws / "mlbuild.toml").write_text('[workspace]\nname = "docker-test"\n')
-    (ws / "pkg" / "steps.py").write_text(RULES)
-    (ws / "pkg" / "data.txt").write_text("source data\n")
-    (ws / "pkg" / "BUILD.py").write_text(build_file(image))
-    return ws
+    return write(root / "ws", {"pkg/steps.py": RULES, "pkg/data.txt": "source data\n", "pkg/BUILD.py": build_file(image)},
+                 name="docker-test")
 
 
-def mlbuild(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True,
-                          timeout=300)
+def mlbuild(ws: Path, *args: str) -> Run:
+    """``mlbuild ARGS`` in this process; each test names its executor."""
+    return run_mlbuild(ws, *args, check=False, executor=None)
 
 
-def summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+def summary(proc: Run) -> dict[str, Any]:
     assert proc.stdout.strip(), proc.stderr
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+
+from support.cli import mlbuild
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def build(ws: Path, *args: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mlbuild", "//models:eval", "--json", "-q", *args],
-        cwd=ws, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return mlbuild(ws, "//models:eval", "--json", "-q", *args).json()
 
 
 def test_example_builds_skips_and_reuses(tmp_path: Path) -> None:
@@ -25,10 +19,7 @@ def test_example_builds_skips_and_reuses(tmp_path: Path) -> None:
     shutil.copytree(REPO / "examples" / "resnet", ws, ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__"))
     first = build(ws)
     assert first["actions"]["executed"] == 5
-    accuracy = json.loads(
-        subprocess.run([sys.executable, "-m", "mlbuild", "show", "//models:eval", "--json"], cwd=ws,
-                       capture_output=True, text=True, check=True).stdout
-    )["//models:eval"]["value"]["accuracy"]
+    accuracy = mlbuild(ws, "show", "//models:eval", "--json").json()["//models:eval"]["value"]["accuracy"]
     assert accuracy > 0.85
 
     noop = build(ws)

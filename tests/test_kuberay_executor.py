@@ -35,7 +35,10 @@ import ray
 from mlbuild.remote.kuberay.manifest import LABEL_BUILD_ID, LABEL_KEEP, label_value
 from mlbuild.rules.rule import Resources
 
+from support.cli import Run, mlbuild_process
+from support.cli import mlbuild as mlbuild_inline
 from support.kuberay_schema import CrdSchema
+from support.workspace import write_workspace
 
 _spec = importlib.util.spec_from_file_location("kuberay_cluster_tests", Path(__file__).with_name("test_kuberay_cluster.py"))
 assert _spec is not None and _spec.loader is not None
@@ -192,35 +195,39 @@ def kubeconfig(kube: Kube, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ws(tmp_path: Path, test_image: Any) -> Path:
-    ws = tmp_path / "ws"
-    (ws / "pkg").mkdir(parents=True)
-    (ws / "mlbuild.toml").write_text(f'[workspace]\nname = "kuberay-test"\nimage = "{test_image.name}"\n')
-    (ws / "pkg" / "steps.py").write_text(RULES)
-    (ws / "pkg" / "BUILD.py").write_text(textwrap.dedent('''
-        from mlbuild import target
+    return write_workspace(tmp_path / "ws", {
+        "mlbuild.toml": f'[workspace]\nname = "kuberay-test"\nimage = "{test_image.name}"\n',
+        "pkg/steps.py": RULES,
+        "pkg/BUILD.py": textwrap.dedent('''
+            from mlbuild import target
 
-        target(name="numbers", rule="steps.py:numbers", config={"n": 6})
-        target(name="total", rule="steps.py:total", inputs={"xs": ":numbers"})
-        target(name="fan_out", rule="steps.py:fan_out", inputs={"xs": ":numbers"})
-    '''))
-    return ws
+            target(name="numbers", rule="steps.py:numbers", config={"n": 6})
+            target(name="total", rule="steps.py:total", inputs={"xs": ":numbers"})
+            target(name="fan_out", rule="steps.py:fan_out", inputs={"xs": ":numbers"})
+        '''),
+    })
 
 
 def kube_args(*extra: str) -> list[str]:
     return ["--executor", "kuberay", "--kube-context", "fake", "--namespace", NS, *extra]
 
 
-def mlbuild(ws: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**_env(), "KUBECONFIG": str(kubeconfig)}
-    return subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True,
-                          timeout=300, env=env)
+def mlbuild(ws: Path, kubeconfig: Path, *args: str) -> Run:
+    """A build on the fake cluster, in a process of its own: the Ray client it connects with
+    stays out of pytest's process."""
+    return mlbuild_process(ws, *args, check=False, env={"KUBECONFIG": str(kubeconfig), **_UNSET})
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "RAY_ADDRESS")}
+# Set in a pod or a Ray session; neither may leak into a build from the test's environment.
+_UNSET: dict[str, str | None] = {"KUBERNETES_SERVICE_HOST": None, "RAY_ADDRESS": None}
 
 
-def summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+def local_build(ws: Path, *args: str) -> Run:
+    """A build on this machine (in this process, steps inline): the cache the kuberay builds share."""
+    return mlbuild_inline(ws, *args, check=False)
+
+
+def summary(proc: Run) -> dict[str, Any]:
     assert proc.stdout.strip(), proc.stderr
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
@@ -254,8 +261,7 @@ def test_build_creates_runs_on_and_deletes_its_cluster(
     assert {"name": "MLBUILD_KUBERAY_NAMESPACE", "value": NS} in container["env"]
 
     # Same keys as any other executor: a local build finds both cached.
-    local = subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:total", "--json"], cwd=ws,
-                           capture_output=True, text=True, timeout=300)
+    local = local_build(ws, "//pkg:total", "--json")
     assert summary(local)["actions"]["cached"] == 2
 
 
@@ -270,16 +276,14 @@ def test_keep_cluster_is_reused_by_the_next_build(ws: Path, kube: Kube, kubeconf
     assert kube.posts() == 1 and list(kube.clusters.values()) == [kept]  # reused, not recreated
 
 
-def _failing_build(ws: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _failing_build(ws: Path, kubeconfig: Path, *args: str) -> Run:
     # Something already built: it must still be cached after the failure.
-    local = subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:numbers"], cwd=ws, capture_output=True,
-                           text=True, timeout=300)
+    local = local_build(ws, "//pkg:numbers")
     assert local.returncode == 0, local.stderr
     proc = mlbuild(ws, kubeconfig, "//pkg:total", *kube_args(*args))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("mlbuild: error:") == 1
-    again = subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:numbers", "--json"], cwd=ws,
-                           capture_output=True, text=True, timeout=300)
+    again = local_build(ws, "//pkg:numbers", "--json")
     assert summary(again)["actions"]["cached"] == 1
     return proc
 
@@ -322,7 +326,7 @@ def test_missing_image_fails_before_any_cluster(ws: Path, kube: Kube, kubeconfig
 
 def test_ctrl_c_while_waiting_deletes_the_cluster(ws: Path, kube: Kube, kubeconfig: Path) -> None:
     kube.default_script = ["pending"]
-    env = {**_env(), "KUBECONFIG": str(kubeconfig)}
+    env = {k: v for k, v in {**os.environ, "KUBECONFIG": str(kubeconfig), **_UNSET}.items() if v is not None}
     proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "//pkg:total", *kube_args()], cwd=ws, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -370,10 +374,10 @@ def test_ray_cluster_in_a_step_local_and_on_the_build_cluster(tmp_path: Path, ws
     """Under the local executor it starts (and stops) a Ray of its own; inside a Ray task of a
     ``--executor ray`` build it uses the Ray the task is connected to."""
     (ws / "mlbuild.toml").write_text('[workspace]\nname = "kuberay-test"\n')
-    env = {k: v for k, v in _env().items() if not k.startswith("MLBUILD_KUBERAY")}
+    env = {**_UNSET, **{k: None for k in os.environ if k.startswith("MLBUILD_KUBERAY")}}
     for extra in ([], ["--executor", "ray", "--ray-address", ray_local.address]):
-        proc = subprocess.run([sys.executable, "-m", "mlbuild", "//pkg:fan_out", "--no-cache", *extra], cwd=ws,
-                              capture_output=True, text=True, timeout=300, env=env)
+        # A process of its own (on the local executor, then Ray's): the step starts or joins a Ray.
+        proc = mlbuild_process(ws, "//pkg:fan_out", "--no-cache", *extra, check=False, env=env)
         assert proc.returncode == 0, proc.stderr
         import msgspec
 

@@ -21,6 +21,9 @@ import pytest
 from mlbuild.remote.resources import memory_bytes, ray_options
 from mlbuild.rules.rule import Resources
 
+from support.cli import Run, mlbuild_process
+from support.workspace import write_workspace as write
+
 RULES = '''
 import os
 import signal
@@ -81,11 +84,7 @@ def slow(xs: list, config: dict) -> int:
 
 
 def write_workspace(root: Path, tmp: Path) -> Path:
-    ws = root / "ws"
-    (ws / "pkg").mkdir(parents=True)
-    (ws / "mlbuild.toml").write_text('[workspace]\nname = "ray-test"\n')
-    (ws / "pkg" / "steps.py").write_text(RULES)
-    (ws / "pkg" / "BUILD.py").write_text(textwrap.dedent(f'''
+    return write(root / "ws", {"pkg/steps.py": RULES, "pkg/BUILD.py": textwrap.dedent(f'''
         from mlbuild import target
 
         target(name="numbers", rule="steps.py:numbers", config={{"n": 10}})
@@ -96,16 +95,15 @@ def write_workspace(root: Path, tmp: Path) -> Path:
         target(name="resources", rule="steps.py:what_ray_gave", config={{"n": 1}})
         target(name="slow", rule="steps.py:slow", inputs={{"xs": ":numbers"}},
                config={{"started": "{tmp / "started"}", "release": "{tmp / "release"}"}})
-    '''))
-    return ws
+    ''')}, name="ray-test")
 
 
-def mlbuild(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True,
-                          timeout=300)
+def mlbuild(ws: Path, *args: str) -> Run:
+    # A process of its own: the Ray driver (ray.init and what it installs) stays out of pytest's.
+    return mlbuild_process(ws, *args, check=False)
 
 
-def summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+def summary(proc: Run) -> dict[str, Any]:
     assert proc.stdout.strip(), proc.stderr
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 

@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from support.cli import mlbuild
+
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "test-artifacts" / "ui"
 CLI = [sys.executable, "-c", "import sys; from mlbuild.engine.cli import main; sys.exit(main())"]
@@ -35,8 +37,7 @@ def example_ui(tmp_path: Path) -> Iterator[str]:
     """The resnet example built once in a copy, and ``mlbuild ui`` serving its cache."""
     ws = tmp_path / "resnet"
     shutil.copytree(REPO / "examples" / "resnet", ws, ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__"))
-    built = subprocess.run([*CLI, "//models:eval"], cwd=ws, capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr
+    mlbuild(ws, "//models:eval")
     port = _free_port()
     log = tmp_path / "ui.log"
     with log.open("w") as out:

@@ -74,12 +74,13 @@ def mlbuild(ws: Path, *args: str, check: bool = True, env: Mapping[str, str | No
     return _checked(Run(list(args), code, _text(out), _text(err)), check)
 
 
-def mlbuild_process(ws: Path, *args: str, check: bool = True, env: Mapping[str, str] | None = None,
+def mlbuild_process(ws: Path, *args: str, check: bool = True, env: Mapping[str, str | None] | None = None,
                     timeout: float = 300) -> Run:
-    """``python -m mlbuild ARGS`` in a child process started in ``ws`` (``env`` is added to
-    this process's environment)."""
+    """``python -m mlbuild ARGS`` in a child process started in ``ws``, with this process's
+    environment changed by ``env`` (a value of None unsets a variable)."""
+    child_env = {**os.environ, **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env={k: v for k, v in child_env.items() if v is not None})
     return _checked(Run(list(args), proc.returncode, proc.stdout, proc.stderr), check)
 
 
