@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "support"))
-from keys_ws import Built, SysPath, build, fake_dist, write  # noqa: E402
+from support.keys_ws import Built, SysPath, build, fake_dist
+from support.workspace import write_files as write
 
 BASE: dict[str, str] = {
     "mlbuild.toml": '[workspace]\nname = "m"\n',

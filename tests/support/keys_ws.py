@@ -1,6 +1,6 @@
 """In-process builds for the key mutation suite: plan, key, look up and run every step in this
-process (an executor that calls the runner directly), so a build of a small workspace takes
-milliseconds and a test can build hundreds of times."""
+process (the inline executor), so a build of a small workspace takes milliseconds and a test
+can build hundreds of times."""
 
 from __future__ import annotations
 
@@ -8,36 +8,16 @@ import io
 import os
 import shutil
 import sys
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from mlbuild.cache.cas import CAS
 from mlbuild.cache.store import LocalStore
-from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
 from mlbuild.engine.keys.actions import ActionFactory
 from mlbuild.engine.plan.planner import plan, resolve_patterns
 from mlbuild.engine.plan.workspace import Workspace
 from mlbuild.engine.run.build import Builder, BuildOptions
+from mlbuild.engine.run.inline_executor import InlineExecutor
 from mlbuild.engine.run.progress import Reporter
-from mlbuild.engine.run.runner import run_action
-
-
-class InProcess:
-    """Runs each action in this process, at once (a reused worker, as a pool worker is)."""
-
-    name = "inprocess"
-
-    def __init__(self, cas_root: str) -> None:
-        self.cas = CAS(cas_root)
-
-    def submit(self, spec: ActionSpec) -> Future[ActionOutcome]:
-        fut: Future[ActionOutcome] = Future()
-        fut.set_result(run_action(spec, self.cas))
-        return fut
-
-    def close(self) -> None:
-        pass
 
 
 class Built:
@@ -58,7 +38,7 @@ def build(root: Path, cache: Path, patterns: list[str] | None = None, *, overrid
         factory = ActionFactory(ws, store)
         stream = io.StringIO()
         options = BuildOptions(jobs=1, keep_going=True, overrides=overrides or {}, materialize=False, record=True, strict=strict)
-        builder = Builder(ws, store, factory, lambda: InProcess(str(store.cas.root)), Reporter(stream=stream), options)
+        builder = Builder(ws, store, factory, lambda: InlineExecutor(str(store.cas.root)), Reporter(stream=stream), options)
         result = builder.run(the_plan)
         executed = {a.label for a in result.record.actions if a.status == "executed"}
         causes = {a.label: a.cause for a in result.record.actions if getattr(a, "cause", None)}
@@ -66,19 +46,6 @@ def build(root: Path, cache: Path, patterns: list[str] | None = None, *, overrid
         return Built(executed, outputs, stream.getvalue(), dict(result.failures), causes)
     finally:
         store.close()
-
-
-def write(root: Path, files: dict[str, str | None]) -> None:
-    for rel, text in files.items():
-        path = root / rel
-        if text is None:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
 
 
 class SysPath:
