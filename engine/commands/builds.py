@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from mlbuild.cache.records import BuildRecord
+from mlbuild.cache.records import BuildHead, BuildRecord
 from mlbuild.engine.commands.common import add_scope_option, open_records
 from mlbuild.engine.inspect.recorded import builds, display_status, find_build, is_abandoned
 
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_scope_option(show, sub=True)
 
 
-def select(records: list[BuildRecord], target: str | None, status: str | None, limit: int) -> list[BuildRecord]:
+def select(records: list[BuildHead], target: str | None, status: str | None, limit: int) -> list[BuildHead]:
     """Filter newest-first records by a target label (requested or run) and a final status."""
     out = []
     for r in records:
@@ -41,7 +41,7 @@ def select(records: list[BuildRecord], target: str | None, status: str | None, l
     return out[:limit] if limit > 0 else out
 
 
-def counts(record: BuildRecord) -> dict[str, int]:
+def counts(record: BuildHead) -> dict[str, int]:
     statuses = [a.status for a in record.actions]
     kinds = ("cached", "remote", "executed", "failed", "skipped", "interrupted", "not_run")
     return {s: statuses.count(s) for s in kinds if s in statuses}
@@ -51,24 +51,24 @@ def _when(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
-def _duration(r: BuildRecord) -> str:
+def _duration(r: BuildHead) -> str:
     if r.finished is None:
         return "-"
     # ``seconds`` is on a monotonic clock; older records only have wall-clock times.
     return f"{r.seconds if r.seconds is not None else max(0.0, r.finished - r.started):.1f}s"
 
 
-def _commit(r: BuildRecord) -> str:
+def _commit(r: BuildHead) -> str:
     if r.git_commit is None:
         return "-"
     return r.git_commit[:10] + ("+dirty" if r.git_dirty else "")
 
 
-def _summary(r: BuildRecord) -> str:
+def _summary(r: BuildHead) -> str:
     return ", ".join(f"{n} {s}" for s, n in counts(r).items()) or "no actions"
 
 
-def list_lines(records: list[BuildRecord], workspaces: bool = False) -> list[str]:
+def list_lines(records: list[BuildHead], workspaces: bool = False) -> list[str]:
     lines = []
     for r in records:
         rerun = f" (rerun of {r.rerun_of})" if r.rerun_of else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import msgspec
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
-from mlbuild.cache.records import ActionResult, BuildRecord, CodeManifest, EnvManifest
+from mlbuild.cache.records import ActionResult, BuildHead, BuildRecord, CodeManifest, EnvManifest
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.inspect.recorded import ALL, Scope, in_scope
 
@@ -34,9 +34,10 @@ class HashGraph:
         self._producers: dict[str, list[str]] = {}
         self._code: dict[str, CodeManifest | None] = {}
         self._env: dict[str, EnvManifest | None] = {}
-        self._builds: list[BuildRecord] | None = None
+        self._builds: list[BuildHead] | None = None
+        self._full: dict[str, BuildRecord | None] = {}
         self._labels: dict[str, list[tuple[float, str]]] | None = None
-        self._keys: list[tuple[BuildRecord, dict[str, str]]] | None = None
+        self._keys: list[tuple[BuildHead, dict[str, str]]] | None = None
         self._edges: dict[str, dict[str, dict[str, str]]] = {}
 
     def action(self, key: str) -> ActionResult | None:
@@ -107,13 +108,13 @@ class HashGraph:
         raw = self.blob(digest)
         return None if raw is None else raw.decode(errors="replace")
 
-    def builds(self) -> list[BuildRecord]:
-        """Every recorded build in scope, newest first."""
+    def builds(self) -> list[BuildHead]:
+        """Every recorded build in scope, newest first, without its graph (``build`` reads one whole)."""
         if self._builds is None:
-            self._builds = [r for r in self.store.index.list_builds() if in_scope(r, self.scope)]
+            self._builds = [r for r in self.store.index.list_build_heads() if in_scope(r, self.scope)]
         return self._builds
 
-    def _build_keys(self) -> list[tuple[BuildRecord, dict[str, str]]]:
+    def _build_keys(self) -> list[tuple[BuildHead, dict[str, str]]]:
         """Each build (newest first) with its label -> key map (only steps that succeeded)."""
         if self._keys is None:
             self._keys = [
@@ -146,14 +147,19 @@ class HashGraph:
         return None if best is None else (best[1], None)
 
     def build(self, build_id: str) -> BuildRecord | None:
-        """A recorded build in scope by its exact id."""
-        return next((r for r in self.builds() if r.id == build_id), None)
+        """The whole record (graph included) of a build in scope, by its exact id."""
+        if build_id not in self._full:
+            head = next((r for r in self.builds() if r.id == build_id), None)
+            record = self.store.index.get_build(build_id) if head is not None else None
+            self._full[build_id] = record if record is not None and record.id == build_id else None
+        return self._full[build_id]
 
     def latest_build(self, label: str) -> tuple[BuildRecord, str] | None:
         """The most recent build in scope where ``label`` succeeded (ran or was cached), and its key."""
-        for record, keys in self._build_keys():
+        for head, keys in self._build_keys():
             key = keys.get(label)
-            if key:
+            record = self.build(head.id) if key else None
+            if key and record is not None:
                 return record, key
         return None
 

@@ -291,7 +291,8 @@ def resolve_start(store: LocalStore, text: str, current_package: str = "", graph
 
 def _build_of(graph: HashGraph, key: str) -> BuildRecord | None:
     """The most recent build in scope that ran or took action ``key``."""
-    return next((r for r in graph.builds() if any(a.key == key for a in r.actions)), None)
+    head = next((r for r in graph.builds() if any(a.key == key for a in r.actions)), None)
+    return graph.build(head.id) if head is not None else None
 
 
 def _start_of_digest(graph: HashGraph, digest: str, missing: str, label: str | None = None) -> Start:
@@ -299,10 +300,10 @@ def _start_of_digest(graph: HashGraph, digest: str, missing: str, label: str | N
     if not keys:
         raise UserError(missing)
     # Prefer the producer of the most recent build in scope (of ``label``, when known).
-    for record in graph.builds():
-        for a in reversed(record.actions):
+    for head in graph.builds():
+        for a in reversed(head.actions):
             if a.key in keys and (label is None or a.label == label):
-                return Start(a.key, record, _several(graph, digest, keys, a.key))
+                return Start(a.key, graph.build(head.id), _several(graph, digest, keys, a.key))
     if not graph.scope.everything:
         raise UserError(f"{missing.split(' (')[0]} in a build of this workspace (--all-workspaces looks in every workspace)")
     return Start(keys[-1], None, _several(graph, digest, keys, keys[-1]))

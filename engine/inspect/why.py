@@ -114,9 +114,10 @@ def _explain(graph: HashGraph, differ: KeyDiffer, record: BuildRecord, action: B
 
 
 def _last_build(graph: HashGraph, label: str) -> tuple[BuildRecord, BuildAction]:
-    for record in graph.builds():
-        for action in reversed(record.actions):
-            if action.label == label:
+    for head in graph.builds():
+        for action in reversed(head.actions):
+            record = graph.build(head.id) if action.label == label else None
+            if record is not None:
                 return record, action
     raise UserError(f"{label} has not been built yet (mlbuild build {label})")
 

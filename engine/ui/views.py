@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
-from mlbuild.cache.records import ActionResult, BuildRecord
+from mlbuild.cache.records import ActionResult, BuildHead, BuildRecord
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.hashgraph import HashGraph
@@ -189,7 +189,7 @@ class TargetHistory(msgspec.Struct):
 # -- builds --------------------------------------------------------------------------------
 
 
-def summarize(record: BuildRecord) -> BuildSummary:
+def summarize(record: BuildHead) -> BuildSummary:
     counts: dict[str, int] = {}
     latest = {a.label: a.status for a in record.actions}
     for status in latest.values():
@@ -205,7 +205,7 @@ def summarize(record: BuildRecord) -> BuildSummary:
     )
 
 
-def _patterns(record: BuildRecord) -> list[str]:
+def _patterns(record: BuildHead) -> list[str]:
     """What the user asked for: the label-like words of the command line, else the targets."""
     asked = [a for a in record.argv[1:] if a.startswith(("//", ":")) and "=" not in a]  # not --set x=y
     return asked[:MAX_TARGETS] if asked else record.targets[:MAX_TARGETS]
@@ -246,7 +246,7 @@ def workspace_scope(value: str | None, default: Scope) -> Scope:
 def workspaces(store: LocalStore, current: Scope = ALL) -> WorkspaceList:
     """Every workspace with builds in this cache, the most recently built first."""
     found: dict[str, WorkspaceEntry] = {}
-    for record in store.index.list_builds():
+    for record in store.index.list_build_heads():
         wid = record.workspace_id
         entry = found.get(wid or record.workspace)
         if entry is None:
@@ -377,7 +377,7 @@ def target_history(store: LocalStore, label: str, scope: Scope = ALL) -> TargetH
     """The target's step in every recorded build of ``scope``, newest first, with what changed
     in its key (each side's inputs followed to the producers its build recorded)."""
     graph = HashGraph(store, scope)
-    found: list[tuple[BuildRecord, Any]] = []
+    found: list[tuple[BuildHead, Any]] = []
     for record in graph.builds():
         action = next((a for a in reversed(record.actions) if a.label == label), None)
         if action is not None:
@@ -393,8 +393,8 @@ def target_history(store: LocalStore, label: str, scope: Scope = ALL) -> TargetH
         older = next(((r, a.key) for r, a in found[i + 1:] if a.key and a.key != action.key), None)
         old = graph.action(older[1]) if older else None
         if new is not None and old is not None and older is not None:
-            causes = differ.compare(old, new.key_spec, new.sources, graph.upstream(new, record),
-                                    graph.upstream(old, older[0]))
+            causes = differ.compare(old, new.key_spec, new.sources, graph.upstream(new, graph.build(record.id)),
+                                    graph.upstream(old, graph.build(older[0].id)))
         entries.append(HistoryEntry(record.id, record.started, record.status, action.status,
                                     action.key, action.seconds, causes, [cause_text(c) for c in causes]))
     return TargetHistory(label, entries)
