@@ -20,6 +20,7 @@ from mlbuild.engine.keys.codehash import MISSING, CodeHasher
 from mlbuild.engine.keys.environment import HostEnvironment, env_digest
 from mlbuild.engine.keys.trace_check import TraceChecker
 from mlbuild.engine.plan.workspace import FileInput, Target, Workspace
+from mlbuild.rules.codecs.static import analyze_return, missing_libraries
 from mlbuild.rules.rule import RuleOptions
 
 
@@ -35,6 +36,10 @@ class RuleInfo(msgspec.Struct):
     params: list[tuple[str, bool]]
     static: list[str] = []  # files whose content the code digest covers (trace checks skip them)
     config_defaults: dict[str, Any] | None = None
+    # The types the return annotation names (dotted), and why one cannot be stored (or None):
+    # read from source with the code digest, so a bad annotation fails at plan time.
+    returns: list[str] = []
+    return_problem: str | None = None
 
 
 def _stat_sig(root: str, rel: str) -> tuple[str, int, int, int]:
@@ -96,6 +101,7 @@ class ActionFactory:
             info = None
         if info is None:
             result = self.hasher.digest(target.rule_file, target.rule_func, str(target.label))
+            returns, return_problem = analyze_return(self.ws.root, target.rule_file, target.rule_func)
             for text in result.sources.values():
                 self.store.cas.put_bytes(text.encode())
             self.store.cas.put_bytes(canonical_bytes(result.manifest))
@@ -107,6 +113,8 @@ class ActionFactory:
                 params=result.params,
                 static=result.files,
                 config_defaults=result.config_defaults,
+                returns=returns,
+                return_problem=return_problem,
             )
             self._new_memo[memo_key] = info
         self._rules[rule_id] = info
@@ -114,6 +122,10 @@ class ActionFactory:
 
     def check_signature(self, target: Target, info: RuleInfo) -> None:
         """A target whose inputs do not match its rule's parameters fails before anything runs."""
+        # A rule that opted into pickle stores whatever it returns (never shared remotely).
+        problem = None if info.options.allow_pickle else info.return_problem or missing_libraries(info.returns)
+        if problem:
+            raise UserError(f"{target.label}: rule {target.rule_id} {problem}")
         params = dict(info.params)
         for name in target.inputs:
             if name not in params or name in ("config", "out"):
