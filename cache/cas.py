@@ -30,11 +30,12 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 class CAS:
     """Blobs under ``root/ab/abcdef…``. Writes are atomic (temp file + rename)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root)
         self.tmp = self.root.parent / "tmp"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        if create:  # not for a cache on a read-only medium
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.tmp.mkdir(parents=True, exist_ok=True)
         # Plain strings: pathlib costs more than the syscalls for thousands of small blobs.
         self._root = os.fspath(self.root)
         self._tmp = os.fspath(self.tmp)

@@ -8,16 +8,19 @@ keyspaces of ``cache/memo.py``, everything else through this class's methods.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
+import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 import msgspec
 
+from mlbuild.cache.errors import StoreError, describe, is_read_only, store_error
 from mlbuild.cache.records import ActionResult, BuildHead, BuildRecord, Edge
 
 _enc = msgspec.msgpack.Encoder()
@@ -54,31 +57,72 @@ _DUPSORT = ("consumers", "producer_set", "dependents")
 _open: dict[str, list[Any]] = {}
 
 
+# The map starts small and doubles when a write finds it full (MDB_MAP_FULL): reserving a
+# large map up front made mlbuild unable to start under a `ulimit -v` below its size.
+MIN_MAP_SIZE = 64 << 20
+MAX_GROW_ATTEMPTS = 16
+
+
+def _initial_map_size(path: str) -> int:
+    try:
+        used = os.path.getsize(os.path.join(path, "data.mdb"))
+    except OSError:
+        used = 0
+    return max(MIN_MAP_SIZE, 2 * used)
+
+
 class Index:
     """The LMDB side of the local store. Safe to share between processes, and to open more
-    than once in one process."""
+    than once in one process.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        Path(path).mkdir(parents=True, exist_ok=True)
+    ``readonly``: opened without a lock file, for a cache on a read-only medium; reads work,
+    every write is skipped (``warn`` says so once).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False,
+                 warn: Callable[[str], None] | None = None) -> None:
+        if not readonly:
+            Path(path).mkdir(parents=True, exist_ok=True)
         self.path = os.path.realpath(path)
+        self.readonly = readonly
+        self._warn = warn or _stderr_warning
         entry = _open.get(self.path)
         if entry is None:
             env = lmdb.open(
                 self.path,
-                map_size=1 << 36,
+                map_size=_initial_map_size(self.path),
                 max_dbs=len(DBS) + 1,
                 readahead=False,
                 metasync=False,
                 # Durable against a killed process (the page cache keeps committed pages);
                 # an OS crash may undo the last transactions but never corrupts the index.
                 sync=False,
+                readonly=readonly,
+                lock=not readonly,
+                create=not readonly,
             )
-            dbs = {name: env.open_db(name.encode(), dupsort=(name in _DUPSORT)) for name in DBS}
+            try:
+                dbs = {name: env.open_db(name.encode(), dupsort=(name in _DUPSORT), create=not readonly)
+                       for name in DBS}
+            except BaseException:
+                env.close()
+                raise
             entry = _open[self.path] = [env, dbs, 0]
         entry[2] += 1
         self.env: lmdb.Environment = entry[0]
         self.db: dict[str, Any] = entry[1]
         self._closed = False
+        self._warned = False
+
+    def _skip_write(self) -> None:
+        if not self._warned:
+            self._warned = True
+            self._warn(f"the cache in {os.path.dirname(self.path)} is read-only: cached results are served, "
+                       "nothing new is recorded")
+
+    def _grow(self) -> None:
+        size = self.env.info()["map_size"]
+        self.env.set_mapsize(size * 2)
 
     def close(self) -> None:
         if self._closed:
@@ -111,14 +155,34 @@ class Index:
         key = result.key.encode()
         with self.env.begin(write=True) as txn:
             txn.put(key, _enc.encode(result), db=self.db["actions"])
-            for digest in {result.result_digest(), *(out.digest for out in result.outputs)}:
-                txn.put(digest.encode(), key, db=self.db["producers"])
-                txn.put(digest.encode(), key, db=self.db["producer_set"], dupdata=True)
-            for digest in result.key_spec.inputs.values():
-                txn.put(digest.encode(), key, db=self.db["consumers"], dupdata=True)
+            self._put_lineage(txn, key, result)
             for producer in (result.producers or {}).values():
                 txn.put(producer.encode(), key, db=self.db["dependents"], dupdata=True)
             txn.put(key, _TS.pack(time.time()), db=self.db["atime"])
+
+    def _put_lineage(self, txn: Any, key: bytes, result: ActionResult) -> None:
+        for digest in {result.result_digest(), *(out.digest for out in result.outputs)}:
+            txn.put(digest.encode(), key, db=self.db["producers"])
+            txn.put(digest.encode(), key, db=self.db["producer_set"], dupdata=True)
+        for digest in result.key_spec.inputs.values():
+            txn.put(digest.encode(), key, db=self.db["consumers"], dupdata=True)
+
+    def rebuild_lineage(self) -> int:
+        """Rebuild the digest indexes (producers, consumers) from the action entries, dropping
+        entries that no longer decode; returns how many were dropped. For ``cache fsck``."""
+        dropped = 0
+        with self.env.begin(write=True) as txn:
+            for name in ("producers", "producer_set", "consumers"):
+                txn.drop(self.db[name], delete=False)
+            cur = txn.cursor(db=self.db["actions"])
+            for key, raw in list(cur):
+                result = _action(raw)
+                if result is None:
+                    txn.delete(key, db=self.db["actions"])
+                    dropped += 1
+                else:
+                    self._put_lineage(txn, key, result)
+        return dropped
 
     def delete_action(self, key: str) -> None:
         with self.env.begin(write=True) as txn:
@@ -214,3 +278,52 @@ class Index:
                 except msgspec.MsgspecError:
                     continue
         return sorted(heads, key=lambda r: r.started, reverse=True)
+
+def _stderr_warning(message: str) -> None:
+    sys.stderr.write(f"mlbuild: warning: {message}\n")
+    sys.stderr.flush()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(write: bool) -> Callable[[F], F]:
+    """Every LMDB failure of an index method as a StoreError (one line, see cache/errors.py);
+    a full map grows and the call is retried; a map another process grew is adopted; a write
+    to a read-only index is skipped. ``self`` is an Index or has one as ``_index``."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def guarded_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            index: Index = self if isinstance(self, Index) else self._index
+            if write and index.readonly:
+                index._skip_write()
+                return None
+            for _ in range(MAX_GROW_ATTEMPTS):
+                try:
+                    try:
+                        return method(self, *args, **kwargs)
+                    except lmdb.MapFullError:
+                        index._grow()
+                    except lmdb.MapResizedError:
+                        index.env.set_mapsize(0)  # another process grew it: take its size
+                except lmdb.Error as exc:
+                    if write and is_read_only(exc):
+                        index.readonly = True
+                        index._skip_write()
+                        return None
+                    raise store_error(exc, os.path.dirname(index.path)) from None
+                except OSError as exc:
+                    raise store_error(exc, os.path.dirname(index.path)) from None
+            raise StoreError(describe(lmdb.MapFullError("MDB_MAP_FULL"), os.path.dirname(index.path)))
+
+        return guarded_call  # type: ignore[return-value]
+
+    return wrap
+
+
+_WRITES = ("put_action", "delete_action", "touch", "put_edges", "put_build", "rebuild_lineage")
+_READS = ("get_action", "get_actions", "last_used", "producer_of", "_dups", "get_build", "list_builds",
+          "list_build_heads")
+for _name in _WRITES + _READS:
+    setattr(Index, _name, guarded(_name in _WRITES)(getattr(Index, _name)))

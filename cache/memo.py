@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from mlbuild.cache.index import Index
+from mlbuild.cache.index import Index, guarded
 
 __all__ = ["KEYSPACES", "Keyspace", "Memo"]
 
@@ -57,12 +57,14 @@ class Memo(Generic[T]):
         except msgspec.MsgspecError:
             return False, None
 
+    @guarded(write=False)
     def get(self, key: str) -> T | None:
         """The value under ``key``, or None when there is none (or it no longer decodes)."""
         with self._index.env.begin(db=self._db) as txn:
             raw = txn.get(self._key(key))
         return None if raw is None else self._decode(raw)[1]
 
+    @guarded(write=False)
     def get_many(self, keys: Iterable[str]) -> dict[str, T]:
         """The keys that have a (decodable) value, with it; one read transaction."""
         found: dict[str, T] = {}
@@ -75,6 +77,7 @@ class Memo(Generic[T]):
                         found[key] = value  # type: ignore[assignment]  # T may itself allow None
         return found
 
+    @guarded(write=True)
     def put_many(self, items: Mapping[str, T]) -> None:
         """Remember every item, in one write transaction."""
         if not items:
@@ -83,6 +86,7 @@ class Memo(Generic[T]):
             for key, value in items.items():
                 txn.put(self._key(key), _enc.encode(value))
 
+    @guarded(write=True)
     def clear(self) -> None:
         """Forget every entry of this keyspace (and of no other)."""
         prefix = self._prefix.encode()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import signal
@@ -11,7 +12,18 @@ import sys
 import threading
 from typing import Any
 
+from mlbuild.cache.errors import StoreError
 from mlbuild.engine.errors import UserError
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR}
+
+
+def _errno_hint(code: int | None) -> str:
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "; free space (e.g. `mlbuild cache gc --max-size 10G`) and try again (the cache is intact)"
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "; make it writable, or point MLBUILD_CACHE_DIR / [cache] dir elsewhere"
+    return ""
 
 # name -> (module under mlbuild.engine.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -97,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         code = int(module.run(args) or 0)
         sys.stdout.flush()  # a reader gone away shows here, inside the handler below, not at exit
         return code
-    except UserError as exc:
+    except (UserError, StoreError) as exc:
         print(f"mlbuild: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -110,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 128 + signal.SIGPIPE
+    except OSError as exc:
+        # The environment, not a bug: a full disk, a read-only or vanished folder.
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        print(f"mlbuild: error: {exc.strerror}: {exc.filename or ''}".rstrip(": ") + _errno_hint(exc.errno), file=sys.stderr)
+        return 2
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

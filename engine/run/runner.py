@@ -8,6 +8,7 @@ holds the inputs, and leaves the outputs in it; it never touches the action cach
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import inspect
 import os
@@ -142,6 +143,11 @@ def _format_error(exc: BaseException, workspace: str) -> str:
     return "".join(tb.format()).rstrip()
 
 
+def _disk_full(exc: OSError, cas: CAS) -> str:
+    return (f"the disk holding the cache ({cas.root.parent}) is full ({exc.strerror}); free space, e.g. "
+            "`mlbuild cache gc --max-size 10G`, and build again")
+
+
 def timeout_message(seconds: float) -> str:
     return f"timed out after {seconds:g}s: the step was stopped (@rule(timeout=...) or --timeout sets the limit)"
 
@@ -206,6 +212,12 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
                 outcome.error, outcome.error_kind = str(exc), "input"
             except TimeUp:
                 outcome.error, outcome.error_kind = timeout_message(limit), "step"
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    # its scratch folder is in the cache: a full cache disk, not a bug of the step
+                    outcome.error, outcome.error_kind = _disk_full(exc, cas), "infra"
+                else:
+                    outcome.error, outcome.error_kind = _format_error(exc, spec.workspace), "step"
             except Exception as exc:
                 outcome.error, outcome.error_kind = _format_error(exc, spec.workspace), "step"
         outcome.trace = tracer.finish()
@@ -221,10 +233,16 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
                 outcome.pickled = any(o.codec == "pickle" for o in outcome.outputs)
             except codecs.EncodingError as exc:
                 outcome.error, outcome.error_kind = f"its output cannot be encoded: {exc}", "output"
+            except OSError as exc:
+                outcome.error, outcome.error_kind = _disk_full(exc, cas) if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
+                    else f"its outputs could not be stored in the cache: {exc.strerror or exc}", "infra"
         log.seek(0)
         text = log.read()
         if text:
-            outcome.log_digest = cas.put_bytes(text)
+            try:
+                outcome.log_digest = cas.put_bytes(text)
+            except OSError:  # a full disk: the outcome says so already, the log is lost
+                pass
     outcome.finished = time.time()
     outcome.seconds = time.monotonic() - clock  # wall-clock times may step backwards; this cannot
     return outcome
