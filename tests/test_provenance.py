@@ -381,7 +381,8 @@ def start_build(ws: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, worker
 
 
-def test_sigterm_interrupts_the_build_and_its_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_interrupts_the_build_and_its_workers(tmp_path: Path, signum: int) -> None:
     ws = slow_workspace(tmp_path / "ws")
     proc, worker = start_build(ws)
     try:
@@ -389,9 +390,9 @@ def test_sigterm_interrupts_the_build_and_its_workers(tmp_path: Path) -> None:
         running = wait_for("the running record", lambda: next((r for r in records() if r.status == "running"), None))
         # a running build's steps that have not run yet come from its recorded plan
         assert [p.label for p in running.plan] == ["//p:first", "//p:hang", "//p:after"]
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert proc.returncode == 128 + signum, err
         assert "Traceback" not in err.decode()
         wait_for("the worker to be gone", lambda: not alive(worker), timeout=30)
         record = records()[0]

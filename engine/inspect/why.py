@@ -123,7 +123,7 @@ def _last_build(graph: HashGraph, label: str) -> tuple[BuildRecord, BuildAction]
 
 
 def explain_build_action(store: LocalStore, build_id: str, label: str, graph: HashGraph | None = None) -> ActionExplanation:
-    """Why action ``label`` of build ``build_id`` (an id or a unique prefix) was cached or rebuilt."""
+    """Why action ``label`` of build ``build_id`` (any unique part of an id) was cached or rebuilt."""
     graph = graph or HashGraph(store)
     record, action = _build_action(graph, build_id, label)
     return _explain(graph, KeyDiffer(graph), record, action)
