@@ -129,6 +129,13 @@ def test_identical_outputs_keep_their_own_producers(ws: Path) -> None:
         for build_id in (record.id, None):
             assert step_detail(s, k["//src:d"], build_id).inputs[0].producer_label == "//src:b"
             assert step_detail(s, k["//src:c"], build_id).inputs[0].producer_key == k["//src:a"]
+        # downstream of a step: the consumers recorded for its key; by the bytes: both consumers
+        from mlbuild.engine.inspect.lineage import consumers
+        from mlbuild.engine.ui.explain import lineage
+
+        assert {c.label for c in lineage(s, k["//src:a"], None, record.id).downstream} == {"//src:c", "//src:evaluate"}
+        assert {c.label for c in lineage(s, k["//src:b"]).downstream} == {"//src:d"}
+        assert {c.label for c in consumers(s, ra.result_digest())} == {"//src:c", "//src:d"}
         dag = build_detail(s, record.id).dag
         assert {(e.source, e.target, e.input) for e in dag.edges} == {
             ("//src:a", "//src:c", "x"), ("//src:b", "//src:d", "x"), ("//src:c", "//src:evaluate", "x")}

@@ -8,9 +8,9 @@ about by itself maps to every producer, and the answer says so when there are se
 recorded before producers were kept show a note instead of a guessed upstream. Everything
 returned is a msgspec Struct, so ``msgspec.json.encode`` serializes it for ``--json`` and the UI.
 
-``consumers`` goes the other way ("which actions used this artifact?"): the recorded consumers
-of the actions that produced it (and, for a source file, the actions that took its digest). It
-backs the query functions ``consumers(DIGEST[, DEPTH])`` (direct, or up to DEPTH levels) and
+``consumers`` goes the other way ("which actions used this artifact?"): by digest, every
+action that took those bytes as an input; by action key, the consumers the builds recorded for
+that action. It backs the query functions ``consumers(DIGEST[, DEPTH])`` (direct, or up to DEPTH levels) and
 ``transitive_consumers(DIGEST)`` (everything downstream, like Bazel's ``rdeps``).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from mlbuild.cache.digest import digest_file, is_digest
-from mlbuild.cache.records import ArtifactRef, BuildRecord
+from mlbuild.cache.records import ActionResult, ArtifactRef, BuildRecord
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.hashgraph import HashGraph
@@ -230,32 +230,40 @@ def consumers(store: LocalStore, digest: str, depth: int | None = 1, graph: Hash
     """The actions that consumed ``digest``: directly (``depth=1``), up to ``depth`` levels
     downstream, or all of them (``depth=None``), nearest first.
 
-    ``digest`` may be a source file's digest, an action's output or result digest, or an action
-    key; a produced digest is followed through the recorded consumers of every action that
-    produced it, never through another action that happened to produce the same bytes.
+    ``digest`` may be a source file's digest, an action's output or result digest: every action
+    that took those bytes as an input (an output digest is followed through the result of each
+    action that produced it), level by level through their results' digests. Or it may be an
+    action key: the actions the builds recorded as consuming that action's result, and theirs,
+    never an action that took the same bytes from another producer.
     """
     graph = graph or HashGraph(store)
     found: dict[str, Consumer] = {}
-    frontier = [digest] if graph.action(digest) is not None else graph.producers(digest)
+    by_key = graph.action(digest) is not None
+
+    def inputs_from(result: ActionResult, source: str) -> str:
+        if by_key:
+            return next((n for n, k in graph.upstream(result).items() if k == source), "")
+        return next((n for n, v in result.key_spec.inputs.items() if v == source), "")
+
+    if by_key:
+        frontier = [digest]
+    else:
+        frontier = [digest]
+        for producer in graph.producers(digest):
+            result = graph.action(producer)
+            assert result is not None  # producers() keeps cached actions only
+            frontier.append(result.result_digest())
     level = 1
-    if not frontier:  # a source file: the actions that took these bytes as an input
-        for key in store.index.consumers_of(digest):
-            result = graph.action(key)
-            if key not in found and result is not None:
-                name = next((n for n, v in result.key_spec.inputs.items() if v == digest), "")
-                found[key] = Consumer(key, result.label, name, 1)
-        frontier, level = list(found), 2
     while frontier and (depth is None or level <= depth):
         nxt: list[str] = []
-        for producer in dict.fromkeys(frontier):
-            for key in store.index.dependents_of(producer):
+        for source in dict.fromkeys(frontier):
+            found_here = store.index.dependents_of(source) if by_key else store.index.consumers_of(source)
+            for key in found_here:
                 result = graph.action(key)
                 if key in found or result is None:
-                    continue  # the index outlives deleted actions
-                ups = graph.upstream(result)
-                name = next((n for n, k in ups.items() if k == producer), "")
-                found[key] = Consumer(key, result.label, name, level)
-                nxt.append(key)
+                    continue  # the indexes outlive deleted actions
+                found[key] = Consumer(key, result.label, inputs_from(result, source), level)
+                nxt.append(key if by_key else result.result_digest())
         frontier = nxt
         level += 1
     return sorted(found.values(), key=lambda c: (c.depth, c.label, c.key))
