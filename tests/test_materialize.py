@@ -12,6 +12,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from support.cli import Run, mlbuild
+from support.workspace import write_workspace
+
 RULES = '''
 from pathlib import Path
 from mlbuild import rule
@@ -48,22 +51,21 @@ if __name__ == "__main__":  # the local executor's spawned workers import this f
 '''
 
 
-def run(ws: Path, *args: str, script: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "mlbuild"]
-    proc = subprocess.run([*cmd, *args], cwd=ws, capture_output=True, text=True, timeout=300)
+def run(ws: Path, *args: str, script: Path | None = None, check: bool = True) -> Run:
+    """``mlbuild ARGS`` in this process; with ``script``, that script in a process of its own
+    (one the test expects to die)."""
+    if script is None:
+        return mlbuild(ws, *args, check=check)
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=ws, capture_output=True, text=True, timeout=300)
+    result = Run(list(args), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"mlbuild {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return result
 
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    (root / "big").mkdir(parents=True)
-    (root / "mlbuild.toml").write_text("[workspace]\nname = 'mat'\n")
-    (root / "big" / "BUILD.py").write_text(BUILD)
-    (root / "big" / "rules.py").write_text(RULES)
-    return root
+    return write_workspace(tmp_path / "ws", {"big/BUILD.py": BUILD, "big/rules.py": RULES}, name="mat")
 
 
 def assert_outputs(ws: Path, mb: int) -> None:
@@ -125,6 +127,7 @@ def test_two_builds_of_one_workspace_at_once(ws: Path) -> None:
     run(ws, "build", "//big:t")
     for _ in range(3):
         run(ws, "clean")
+        # Processes of their own: builds of one workspace from separate processes take turns.
         procs = [subprocess.Popen([sys.executable, "-m", "mlbuild", "build", "//big:t"], cwd=ws,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(3)]
@@ -162,10 +165,7 @@ def test_interrupt_at_the_copy_in_process(ws: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_outputs_of_every_kind_and_a_value_only_target(tmp_path: Path) -> None:
-    root = tmp_path / "ws2"
-    (root / "p").mkdir(parents=True)
-    (root / "mlbuild.toml").write_text("")
-    (root / "p" / "r.py").write_text(textwrap.dedent('''
+    root = write_workspace(tmp_path / "ws2", {"mlbuild.toml": "", "p/r.py": textwrap.dedent('''
         from pathlib import Path
         from mlbuild import rule
 
@@ -177,11 +177,10 @@ def test_outputs_of_every_kind_and_a_value_only_target(tmp_path: Path) -> None:
         def f(config: dict, out: Path) -> None:
             (out / "sub").mkdir()
             (out / "sub" / "x.txt").write_text(str(config["n"]))
-    '''))
-    (root / "p" / "BUILD.py").write_text(
+    '''), "p/BUILD.py": (
         'from mlbuild import target\n'
         'target(name="v", rule="r.py:v", config={"n": 1})\n'
-        'target(name="f", rule="r.py:f", config={"n": 1})\n')
+        'target(name="f", rule="r.py:f", config={"n": 1})\n')})
     run(root, "build", "//p:all")
     out = root / "mlbuild-out" / "p"
     assert (out / "f" / "sub" / "x.txt").read_text() == "1"
