@@ -75,7 +75,16 @@ settings.register_profile("mlbuild", deadline=None, suppress_health_check=[Healt
 settings.load_profile("mlbuild")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from support import file_durations
+
+    file_durations.addoption(parser)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    from support import file_durations
+
+    file_durations.configure(config)
     for marker, what in [
         ("docker", "needs the Docker daemon from .ci/services.sh"),
         ("s3", "needs a moto S3 server"),
