@@ -221,6 +221,15 @@ def _env_getitem(self: Any, key: Any) -> Any:
     return value
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Put ``os.environ`` (and the process environment under it) back to ``saved``."""
+    for name in [n for n in os.environ if n not in saved]:
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     act = _current
     if act is None:
@@ -389,6 +398,7 @@ class ActionTrace:
         self.listed: set[str] = set()
         self._caller_kind: dict[str, bool] = {}
         self.started_ns = 0
+        self._environ: dict[str, str] = {}
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -398,6 +408,10 @@ class ActionTrace:
         _adopt_preloaded(self.workspace)
         purge_project_modules()
         _forget_versions_if_site_changed()
+        # Variables an action sets (``os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ...)``)
+        # must not leak into the next action of a reused worker: that one would record the
+        # leaked value, which the build process never has, and miss on every later lookup.
+        self._environ = dict(os.environ)
         self.started_ns = time.time_ns()
         _current = self
         return self
@@ -405,6 +419,7 @@ class ActionTrace:
     def __exit__(self, *exc: object) -> None:
         global _current
         _current = None
+        _restore_environ(self._environ)
 
     def _from_project(self, frame: Any) -> bool:
         while frame is not None and frame.f_code.co_filename in _ENV_FILES:
