@@ -1,5 +1,6 @@
 """Every record the cache stores, as msgspec Structs (the records an executor is sent and
-sends back are in ``engine/interfaces.py``).
+sends back are in ``engine/interfaces.py``, the engine's own stored records in
+``engine/records.py``).
 
 Versioning (MUST for every new record or change):
 

@@ -7,8 +7,6 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import msgspec
-
 from mlbuild.cache.digest import canonical_bytes
 from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec, Trace
@@ -20,26 +18,8 @@ from mlbuild.engine.keys.codehash import MISSING, CodeHasher
 from mlbuild.engine.keys.environment import HostEnvironment, env_digest
 from mlbuild.engine.keys.trace_check import TraceChecker
 from mlbuild.engine.plan.workspace import FileInput, Target, Workspace
+from mlbuild.engine.records import RuleInfo
 from mlbuild.rules.codecs.static import analyze_return, missing_libraries
-from mlbuild.rules.rule import RuleOptions
-
-
-class RuleInfo(msgspec.Struct):
-    """What planning needs to know of a rule, memoized under the stats of its source files."""
-
-    # Every file the digest consulted (stat signature; -1s for a path looked for and absent):
-    # any change to one, facades passed through included, recomputes the digest.
-    files: list[tuple[str, int, int, int]]
-    code: str
-    imports: list[str]
-    options: RuleOptions
-    params: list[tuple[str, bool]]
-    static: list[str] = []  # files whose content the code digest covers (trace checks skip them)
-    config_defaults: dict[str, Any] | None = None
-    # The types the return annotation names (dotted), and why one cannot be stored (or None):
-    # read from source with the code digest, so a bad annotation fails at plan time.
-    returns: list[str] = []
-    return_problem: str | None = None
 
 
 def _stat_sig(root: str, rel: str) -> tuple[str, int, int, int]:

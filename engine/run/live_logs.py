@@ -17,19 +17,11 @@ from typing import BinaryIO
 
 import msgspec
 
+from mlbuild.engine.records import LiveLog
+
 __all__ = ["LiveLog", "LIVE_DIR", "open_live_log", "running_logs"]
 
 LIVE_DIR = "live"
-
-
-class LiveLog(msgspec.Struct, frozen=True):
-    """Which step a growing log file belongs to."""
-
-    key: str
-    label: str
-    pid: int
-    started: float
-    path: str = ""  # filled in when read back
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from mlbuild.cache.records import ActionResult, ArtifactRef
 from mlbuild.cache.trees import copy_verified, read_tree
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
+from mlbuild.engine.records import MARKERS_SCHEMA, Markers, Materialized, Stamp
 from mlbuild.rules.codecs.registry import VALUE_SUFFIX  # codec -> suffix of a materialized value
 
 __all__ = ["MARKERS", "Materializer", "read_markers", "VALUE_SUFFIX"]
@@ -40,30 +41,6 @@ __all__ = ["MARKERS", "Materializer", "read_markers", "VALUE_SUFFIX"]
 MARKERS = ".mlbuild-results"
 LOCK = ".mlbuild-lock"
 STAGING_PREFIX = ".mlbuild-staging-"
-MARKERS_SCHEMA = 2  # 1 was a plain {target: result digest} JSON object
-
-
-class Stamp(msgspec.Struct, frozen=True, array_like=True):
-    """One materialized file as it was written: enough to see that it is untouched."""
-
-    path: str  # relative to the package's folder
-    size: int
-    mtime_ns: int
-
-
-class Materialized(msgspec.Struct, frozen=True):
-    """A target's outputs in the package's folder: the result they came from, and its files."""
-
-    result: str
-    files: list[Stamp] = []
-    tree: bool = False  # the result has a files output (``<name>/``)
-
-
-class Markers(msgspec.Struct):
-    schema: int = MARKERS_SCHEMA
-    targets: dict[str, Materialized] = {}
-
-
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Markers)
 

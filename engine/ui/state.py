@@ -13,18 +13,11 @@ from urllib.parse import quote
 
 import msgspec
 
+from mlbuild.engine.records import UiState
+
 __all__ = ["UiState", "STATE_FILE", "write_state", "remove_state", "running_ui", "step_link"]
 
 STATE_FILE = "ui.json"
-
-
-class UiState(msgspec.Struct, frozen=True):
-    """Where a running ``mlbuild ui`` answers, and which process serves it."""
-
-    url: str  # "http://127.0.0.1:8765", no trailing slash
-    pid: int
-    schema: int = 1
-    token: str | None = None  # required in links when the UI listens beyond loopback
 
 
 def write_state(cache_dir: Path, state: UiState) -> Path:
