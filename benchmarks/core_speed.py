@@ -7,12 +7,17 @@ no-op rebuild time and per-action overhead; xxh3 hashing throughput of a 1 GiB f
 ``cat FILE > /dev/null``; ``mlbuild --version``; a no-op ``mlbuild //models:eval`` of the
 example. Targets: no-op of 10,000 under 1 s, per-action overhead under 2 ms, hashing at 80%
 or more of the read speed, --version under 150 ms, no-op example under 0.5 s.
+
+Each synthetic line also gives the CPU time (user + system) the build process spent: on a
+machine shared with other work, wall times swing with the load, CPU time much less, so compare
+those when comparing two versions (run them interleaved).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,9 +33,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    return timed_cpu(cmd, cwd, env)[0]
+
+
+def timed_cpu(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds (user + system) of the command and its children."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def best_of(n: int, cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -43,12 +56,16 @@ def synthetic(tmp: Path, n: int, shape: str) -> None:
     generate(ws, n, shape)  # type: ignore[arg-type]
     env = dict(os.environ, MLBUILD_CACHE_DIR=str(tmp / f"cache-{shape}-{n}"))
     build = ["mlbuild", "//...", "-q", "-j", str(os.cpu_count() or 1)]
-    cold = timed(build, ws, env)
-    noop_best, noop_median = best_of(3, build, ws, env)
+    cold, cold_cpu = timed_cpu(build, ws, env)
+    noops = [timed_cpu(build, ws, env) for _ in range(3)]
+    noop_best, noop_median = min(w for w, _ in noops), statistics.median(w for w, _ in noops)
+    noop_cpu = min(c for _, c in noops)
     # The step itself is a function returning x + 1: its own time is negligible, so the cold
     # build's time minus a no-op's is what the engine spends executing N actions.
     per_action_ms = (cold - noop_median) / n * 1000
-    print(f"{shape:7s} N={n:6d}: cold {cold:7.2f} s   no-op {noop_best:.3f} s (median {noop_median:.3f})   per-action overhead {per_action_ms:.2f} ms")
+    per_action_cpu_ms = (cold_cpu - noop_cpu) / n * 1000
+    print(f"{shape:7s} N={n:6d}: cold {cold:7.2f} s   no-op {noop_best:.3f} s (median {noop_median:.3f})   per-action overhead {per_action_ms:.2f} ms"
+          f"   | CPU: cold {cold_cpu:.2f} s, no-op {noop_cpu:.3f} s, per action {per_action_cpu_ms:.2f} ms")
 
 
 def hashing(tmp: Path) -> None:
