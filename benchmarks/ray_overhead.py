@@ -62,19 +62,15 @@ def chdir(path: Path) -> Any:
 
 
 def mlbuild_on_ray(n: int, root: Path, materialize: bool) -> float:
-    from mlbuild.engine.cli import make_parser
-    from mlbuild.engine.commands.build import execute
-    from mlbuild.engine.commands.common import Context
+    from mlbuild.engine import BuildSettings, build
 
     ws = root / f"ws-{time.monotonic_ns()}"
     generate(ws, n, "fanout")
     os.environ["MLBUILD_CACHE_DIR"] = str(root / f"cache-{time.monotonic_ns()}")
-    args = make_parser(only="build").parse_args(["build", "//...", "--executor", "ray", "-q"])
-    with chdir(ws):
-        started = time.perf_counter()
-        ctx = Context()
-        result = execute(ctx, ctx.labels(args.targets), args, materialize=materialize)
-        elapsed = time.perf_counter() - started
+    settings = BuildSettings(targets=["//..."], directory=str(ws), executor="ray", quiet=True, materialize=materialize)
+    started = time.perf_counter()
+    result = build(settings)
+    elapsed = time.perf_counter() - started
     if result.failures or result.counts()["executed"] != n:
         raise SystemExit(f"the mlbuild build failed: {result.failures}")
     return elapsed

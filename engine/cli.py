@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "why": ("why", "explain why each action of a target was cached or rebuilt"),
     "diff": ("diff", "compare two recorded builds target by target"),
     "ui": ("ui", "serve the local web UI over builds, steps and artifacts"),
+    "config": ("config", "print every effective setting and where it came from (flag, environment, mlbuild.toml, default)"),
 }
 
 

@@ -4,12 +4,17 @@ Records sent to an executor are msgspec Structs, so any backend (a process pool,
 container, a Ray task) can carry them as bytes. Each top-level one has a ``schema`` field,
 defaulting to the version of the records sent before the field existed (see the versioning
 rules in ``cache/records.py``); ``InputSpec`` is versioned by the ``ActionSpec`` holding it.
+
+This module, ``mlbuild.engine.run.runner`` (the code that runs one action, wherever it runs)
+and ``mlbuild.engine.errors`` are the engine's SDK: a backend under ``mlbuild/remote/`` MUST
+import nothing else of the engine (``tests/test_import_graph.py`` enforces it), so the engine
+can change its insides without touching a backend.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import msgspec
 
@@ -63,14 +68,62 @@ class ActionOutcome(msgspec.Struct):
     trace: Trace | None = None  # what the step loaded and read (engine/keys/trace.py)
 
 
-class Executor(Protocol):
-    """Runs actions. ``submit`` returns at once; the future never raises, errors are outcomes."""
+# The files of ``python -m mlbuild.engine.run.runner_main`` in its scratch directory: a
+# backend that runs an action in a process of its own (a container) writes the spec and reads
+# the outcome and the new blobs there.
+RUNNER_SPEC_FILE = "spec.msgpack"
+RUNNER_OUTCOME_FILE = "outcome.msgpack"
+RUNNER_NEW_BLOBS_DIR = "cas"
 
-    name: str
+
+class ExecutorContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What every executor is made from, whatever its backend: the engine fills it."""
+
+    cas_root: str  # the local CAS's directory: inputs are read and outputs written there
+    workspace: str  # the workspace root (absolute), where rule modules and source inputs are
+    jobs: int  # steps to run at once (-j)
+    build_id: str  # the build this executor runs for; backends label their work with it
+
+
+class ExecutorOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of a backend's own options (``--ray-*``, ``--kube-*``, ``--docker-*``).
+
+    A backend subclasses it; a field's name is the command-line flag's ``dest`` (the flag
+    ``--kube-namespace`` fills ``kube_namespace``), and None means "not given"."""
+
+
+class NoOptions(ExecutorOptions, frozen=True, kw_only=True):
+    """The options of a backend that takes none."""
+
+
+class Executor(Protocol):
+    """Runs actions. ``submit`` returns at once; the future never raises, errors are outcomes.
+
+    A backend is constructed as ``cls(context, options)`` where ``options`` is an instance of
+    its ``options_type``. It declares what the engine must provide before anything runs:
+    ``needs_image`` (every step runs in a container image, so images are resolved to digests
+    and enter the keys even for targets that name none) and ``needs_shared_path`` (its workers
+    reach the CAS and the workspace through a filesystem path, so both must be mounted where
+    the workers run).
+    """
+
+    name: ClassVar[str]
+    options_type: ClassVar[type[ExecutorOptions]]
+    needs_image: ClassVar[bool]
+    needs_shared_path: ClassVar[bool]
 
     def submit(self, spec: ActionSpec) -> Future[ActionOutcome]: ...
 
     def close(self) -> None: ...
+
+
+class RemoteCacheSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What a remote cache is opened with; the engine resolves it (``mlbuild config`` shows it)."""
+
+    url: str
+    timeout: float  # seconds: a transport SHOULD bound each request by it
+    options: dict[str, Any] = {}  # the transport's own options (``MLBUILD_REMOTE_OPTIONS``)
+    signing_key: bytes | None = None  # entries are signed and checked with it when set
 
 
 class RemoteCache(Protocol):

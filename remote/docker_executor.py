@@ -23,7 +23,7 @@ import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -31,12 +31,19 @@ import mlbuild
 from mlbuild.cache.cas import CAS
 from mlbuild.cache.digest import digest_file
 from mlbuild.cache.trees import read_tree
-from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
-from mlbuild.engine.run.runner_main import NEW_BLOBS_DIR, OUTCOME_FILE, SPEC_FILE
+from mlbuild.engine.interfaces import (
+    RUNNER_NEW_BLOBS_DIR,
+    RUNNER_OUTCOME_FILE,
+    RUNNER_SPEC_FILE,
+    ActionOutcome,
+    ActionSpec,
+    ExecutorContext,
+    ExecutorOptions,
+)
 from mlbuild.remote.images import docker_client
 from mlbuild.remote.resources import memory_bytes
 
-__all__ = ["DockerExecutor", "container_limits"]
+__all__ = ["DockerExecutor", "DockerOptions", "container_limits"]
 
 CAS_MOUNT = "/mlbuild/cas"
 SCRATCH_MOUNT = "/mlbuild/scratch"
@@ -67,17 +74,28 @@ def container_limits(spec: ActionSpec) -> dict[str, Any]:
     return limits
 
 
+class DockerOptions(ExecutorOptions, frozen=True, kw_only=True):
+    """``--executor docker``'s own options."""
+
+    docker_network: str | None = None  # the containers' Docker network (default: Docker's default bridge)
+
+
 class DockerExecutor:
     """Runs each action in a container of its image, ``jobs`` at a time."""
 
-    name = "docker"
+    name: ClassVar[str] = "docker"
+    options_type: ClassVar[type[ExecutorOptions]] = DockerOptions
+    needs_image: ClassVar[bool] = True
+    # The container mounts the host's CAS and workspace: they are local paths here.
+    needs_shared_path: ClassVar[bool] = False
 
-    def __init__(self, cas_root: str, jobs: int = 1, docker_network: str | None = None, **_: object) -> None:
+    def __init__(self, context: ExecutorContext, options: ExecutorOptions | None = None) -> None:
+        opts = options if isinstance(options, DockerOptions) else DockerOptions()
         self.client = docker_client()
-        self.cas = CAS(cas_root)
-        self.network = docker_network
+        self.cas = CAS(context.cas_root)
+        self.network = opts.docker_network
         self.source = Path(mlbuild.__file__).resolve().parent
-        self._pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="mlbuild-docker")
+        self._pool = ThreadPoolExecutor(max(1, context.jobs), thread_name_prefix="mlbuild-docker")
         self._live: dict[str, Any] = {}  # container id -> container, for close() to kill
         self._lock = threading.Lock()
         self._closing = False
@@ -116,7 +134,7 @@ class DockerExecutor:
 
         scratch = Path(tempfile.mkdtemp(prefix="docker-", dir=self.cas.tmp))
         try:
-            (scratch / SPEC_FILE).write_bytes(_enc.encode(spec))
+            (scratch / RUNNER_SPEC_FILE).write_bytes(_enc.encode(spec))
             try:
                 container = self.client.containers.run(
                     spec.image,
@@ -157,9 +175,9 @@ class DockerExecutor:
                 except docker.errors.APIError:
                     pass
             code = int(status.get("StatusCode", -1))
-            outcome_path = scratch / OUTCOME_FILE
+            outcome_path = scratch / RUNNER_OUTCOME_FILE
             if code == 0 and outcome_path.exists():
-                return self._collect(spec, _dec.decode(outcome_path.read_bytes()), scratch / NEW_BLOBS_DIR)
+                return self._collect(spec, _dec.decode(outcome_path.read_bytes()), scratch / RUNNER_NEW_BLOBS_DIR)
             tail = "\n".join(output.rstrip().splitlines()[-30:])
             if state.get("OOMKilled"):
                 raise _ContainerLost(f"its container ran out of memory (limit {spec.options.resources.memory})\n{tail}")

@@ -25,10 +25,10 @@ import msgspec
 
 from mlbuild.cache.digest import copy_hashing, digest_bytes, digest_file
 from mlbuild.cache.records import ActionResult
-from mlbuild.engine.interfaces import InvalidEntry
+from mlbuild.engine.interfaces import InvalidEntry, RemoteCacheSettings
 from mlbuild.remote.signing import BadSignature, open_envelope, seal
 
-__all__ = ["InvalidEntry", "FsspecRemoteCache", "SMALL_BLOB"]
+__all__ = ["InvalidEntry", "FsspecRemoteCache", "SMALL_BLOB", "open_remote_cache", "storage_options"]
 
 # A downloaded blob up to this size is hashed from one read; larger ones in chunks.
 SMALL_BLOB = 4 * 1024 * 1024
@@ -41,6 +41,33 @@ _RENAMING = {"file", "local"}
 
 _enc = msgspec.msgpack.Encoder()
 _dec_action = msgspec.msgpack.Decoder(ActionResult)
+
+
+def storage_options(url: str, timeout: float, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """fsspec storage options for ``url``: ``given`` (``MLBUILD_REMOTE_OPTIONS``) over defaults
+    that bound every S3 request by ``timeout`` and honour ``AWS_ENDPOINT_URL(_S3)``."""
+    given = dict(given or {})
+    if not url.startswith(("s3://", "s3a://")):
+        return given
+    options: dict[str, Any] = {
+        "config_kwargs": {"connect_timeout": timeout, "read_timeout": max(timeout, 30.0),
+                          "retries": {"max_attempts": 2, "mode": "standard"}},
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["client_kwargs"] = {"endpoint_url": endpoint}
+    for name, value in given.items():
+        if isinstance(value, dict) and isinstance(options.get(name), dict):
+            options[name] = {**options[name], **value}
+        else:
+            options[name] = value
+    return options
+
+
+def open_remote_cache(settings: RemoteCacheSettings) -> FsspecRemoteCache:
+    """The remote cache the engine's resolved settings name (``REMOTE_CACHES`` in backends.py)."""
+    return FsspecRemoteCache(settings.url, storage_options=storage_options(settings.url, settings.timeout, settings.options),
+                             signing_key=settings.signing_key)
 
 
 class FsspecRemoteCache:

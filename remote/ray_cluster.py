@@ -24,14 +24,10 @@ import uuid
 from types import ModuleType, TracebackType
 from typing import Any
 
+from mlbuild.remote.kuberay.manifest import ENV_CONTEXT, ENV_IMAGE, ENV_NAMESPACE
 from mlbuild.rules.rule import Resources
 
 __all__ = ["ENV_CONTEXT", "ENV_IMAGE", "ENV_NAMESPACE", "RayCluster"]
-
-# Set on the pods of a --executor kuberay build's cluster (by mlbuild.remote.kuberay.executor).
-ENV_NAMESPACE = "MLBUILD_KUBERAY_NAMESPACE"
-ENV_IMAGE = "MLBUILD_KUBERAY_IMAGE"
-ENV_CONTEXT = "MLBUILD_KUBERAY_CONTEXT"
 
 
 class RayCluster:
@@ -90,8 +86,12 @@ class RayCluster:
 
     def _enter_kubernetes(self, ray: Any) -> None:
         from mlbuild.remote.kuberay.cluster import head_address, managed_cluster
-        from mlbuild.remote.kuberay.executor import node_resources
-        from mlbuild.remote.kuberay.manifest import ClusterSpec, HeadGroup, WorkerGroup
+        from mlbuild.remote.kuberay.manifest import (
+            ClusterSpec,
+            HeadGroup,
+            WorkerGroup,
+            node_resources,
+        )
 
         if not self.image:
             raise ValueError(f"RayCluster on Kubernetes needs an image pinned by digest (image= or ${ENV_IMAGE})")

@@ -21,16 +21,16 @@ import socket
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
+from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, ExecutorContext, ExecutorOptions
 from mlbuild.engine.run.runner import run_encoded
 from mlbuild.remote.resources import ray_options
 
-__all__ = ["RayExecutor", "RaySession", "check_reachable", "run_step"]
+__all__ = ["RayExecutor", "RayOptions", "RaySession", "check_reachable", "run_step"]
 
 CONNECT_TIMEOUT_S = 10.0
 CLIENT_CONNECT_ATTEMPTS = 3
@@ -118,25 +118,29 @@ class RaySession:
             self.ray.shutdown()
 
 
+class RayOptions(ExecutorOptions, frozen=True, kw_only=True):
+    """``--executor ray``'s own options."""
+
+    ray_address: str | None = None  # a running cluster (default: $RAY_ADDRESS, else a local Ray)
+    ray_cas_root: str | None = None  # the CAS as mounted on the workers (default: the local path)
+    ray_workspace: str | None = None  # the workspace as mounted on the workers (default: the local path)
+
+
 class RayExecutor:
     """Runs each action as a Ray task against a CAS the workers reach at ``cas_root``."""
 
-    name = "ray"
+    name: ClassVar[str] = "ray"
+    options_type: ClassVar[type[ExecutorOptions]] = RayOptions
+    needs_image: ClassVar[bool] = False
+    needs_shared_path: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        cas_root: str,
-        jobs: int = 1,
-        ray_address: str | None = None,
-        ray_cas_root: str | None = None,
-        ray_workspace: str | None = None,
-        session: RaySession | None = None,
-        **_: object,
-    ) -> None:
-        address = ray_address or os.environ.get("RAY_ADDRESS") or None
-        self.session = session or RaySession(address, num_cpus=max(1, jobs))
-        self.cas_root = ray_cas_root or cas_root
-        self.workspace = ray_workspace
+    def __init__(self, context: ExecutorContext, options: ExecutorOptions | None = None, *,
+                 session: RaySession | None = None) -> None:
+        opts = options if isinstance(options, RayOptions) else RayOptions()
+        address = opts.ray_address or os.environ.get("RAY_ADDRESS") or None
+        self.session = session or RaySession(address, num_cpus=max(1, context.jobs))
+        self.cas_root = opts.ray_cas_root or context.cas_root
+        self.workspace = opts.ray_workspace
         # A task that asks for more than any node has would wait forever: on a cluster of a
         # known, fixed shape (the local one, or one made for this build) it fails at once.
         self.capacity = self.session.node_capacity() if self.session.local or session is not None else None

@@ -10,8 +10,9 @@ from typing import Any
 import msgspec
 
 from mlbuild.cache.records import BuildHead, BuildRecord
-from mlbuild.engine.commands.common import add_scope_option, open_records
+from mlbuild.engine.cli_options import add_scope_option
 from mlbuild.engine.inspect.recorded import builds, display_status, find_build, is_abandoned
+from mlbuild.engine.run.context import open_records
 
 STATUSES = ("running", "succeeded", "failed", "interrupted", "abandoned")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from mlbuild.engine.commands.common import Context
 from mlbuild.engine.plan.workspace import OUTPUT_DIR
+from mlbuild.engine.run.context import Context
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlbuild.engine.commands.common import add_scope_option
+from mlbuild.engine.cli_options import add_scope_option
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,10 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import msgspec
 
-    from mlbuild.engine.commands.common import open_records
     from mlbuild.engine.inspect.hashgraph import HashGraph
     from mlbuild.engine.inspect.lineage_render import diff_text
     from mlbuild.engine.inspect.why import diff_builds
+    from mlbuild.engine.run.context import open_records
 
     store, _, _, scope = open_records(args.all_workspaces)
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mlbuild.engine.commands.common import add_scope_option, open_records
+from mlbuild.engine.cli_options import add_scope_option
 from mlbuild.engine.errors import UserError
+from mlbuild.engine.run.context import open_records
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

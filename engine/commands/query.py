@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mlbuild.engine.commands.common import Context
 from mlbuild.engine.inspect.query import run_query
+from mlbuild.engine.run.context import Context
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import msgspec
 
-from mlbuild.engine.commands.common import add_scope_option
+from mlbuild.engine.cli_options import add_scope_option
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,27 +24,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlbuild.engine.commands.common import open_records
     from mlbuild.engine.inspect.recorded import find_build
     from mlbuild.engine.inspect.reproduce import reproduce
     from mlbuild.engine.inspect.verify import print_report
-    from mlbuild.engine.run.backends import executor_class
-    from mlbuild.engine.run.build import cpu_count
+    from mlbuild.engine.run.context import open_records
 
     store, _, _, scope = open_records(args.all_workspaces)
-    record = find_build(store, args.id, scope)
-    executor_name = args.executor or record.executor
-    cls = executor_class(executor_name)
+    try:
+        record = find_build(store, args.id, scope)
 
-    def make_executor(cas_root: str, workspace: str, jobs: int) -> Any:
-        return cls(cas_root=cas_root, jobs=jobs, workspace=workspace)
+        def warn(message: str) -> None:
+            print(f"mlbuild: warning: {message}", file=sys.stderr)
 
-    def warn(message: str) -> None:
-        print(f"mlbuild: warning: {message}", file=sys.stderr)
-
-    report = reproduce(
-        store, record, make_executor, executor_name, args.jobs or cpu_count(), warn, quiet=args.quiet or args.json
-    )
+        report = reproduce(store, record, args.executor or record.executor, args.jobs or None, warn,
+                           quiet=args.quiet or args.json)
+    finally:
+        store.close()
     if args.json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     else:

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from mlbuild.engine.commands.common import add_build_options, add_scope_option
+from mlbuild.engine.cli_options import add_build_options, add_scope_option, build_settings
 from mlbuild.engine.errors import UserError
 
 
@@ -36,32 +36,30 @@ def merge_overrides(old: dict[str, Any], new: dict[str, dict[str, Any]]) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from mlbuild.engine.commands.build import execute, json_summary
-    from mlbuild.engine.commands.common import Context, open_records, parse_set
     from mlbuild.engine.inspect.recorded import find_build
+    from mlbuild.engine.plan.labels import parse_label
     from mlbuild.engine.plan.workspace import WORKSPACE_FILE
+    from mlbuild.engine.run.api import build, json_summary
     from mlbuild.engine.run.build import raise_for_failures
+    from mlbuild.engine.run.context import open_records
 
     store, _, package, scope = open_records(args.all_workspaces)
-    original = find_build(store, args.id, scope)
+    try:
+        original = find_build(store, args.id, scope)
+    finally:
+        store.close()  # the build opens the recorded workspace's store itself
     root = Path(original.workspace)
     if not (root / WORKSPACE_FILE).is_file():
         raise UserError(f"build {original.id} was made in {root}, which is no longer a workspace; it cannot be re-run")
+    settings = build_settings(args, original.targets)
     # New --set values are read relative to where the user is; the build runs in the recorded workspace.
-    overrides = merge_overrides(original.overrides, parse_set(args.overrides, package))
-    store.close()  # the build opens the recorded workspace's store itself (LMDB: once per process)
-    os.chdir(root)
-    ctx = Context()
-    args.executor = args.executor or original.executor
-    result = execute(ctx, ctx.labels(original.targets), args, overrides=overrides)
-    result.record.rerun_of = original.id
-    ctx.store.index.put_build(result.record)
+    new = {str(parse_label(label, package)): fields for label, fields in settings.overrides.items()}
+    result = build(msgspec.structs.replace(
+        settings, directory=str(root), executor=settings.executor or original.executor,
+        overrides=merge_overrides(original.overrides, new), rerun_of=original.id,
+    ))
     print(f"build {result.record.id} re-ran build {original.id}", file=sys.stderr)
     if args.json:
-        summary = json_summary(result)
-        summary["rerun_of"] = original.id
-        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+        sys.stdout.write(msgspec.json.encode(json_summary(result)).decode() + "\n")
     raise_for_failures(result)
     return 0

@@ -16,10 +16,11 @@ from typing import Any
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.records import ActionResult, ArtifactRef
-from mlbuild.engine.commands.common import Context, add_scope_option
+from mlbuild.engine.cli_options import add_scope_option
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.run.build import output_dir
+from mlbuild.engine.run.context import Context
 from mlbuild.engine.run.materialize import VALUE_SUFFIX
 
 SMALL = 64 * 1024
@@ -109,11 +110,12 @@ def _recorded(
 
 def _with_overrides(ctx: Context, labels: list[Label], args: argparse.Namespace) -> dict[Label, ActionResult]:
     """The results today's BUILD.py gives with ``--set``, from the caches; nothing runs."""
-    from mlbuild.engine.commands.build import execute
+    from mlbuild.engine.run.api import build
+    from mlbuild.engine.run.settings import BuildSettings, RemoteSettings, parse_set
 
-    quiet = argparse.Namespace(jobs=None, keep_going=False, no_cache=False, executor=None, overrides=args.overrides,
-                               json=False, quiet=True, remote_cache=args.remote_cache)
-    result = execute(ctx, labels, quiet, materialize=False, run_steps=False)
+    result = build(BuildSettings(targets=[str(label) for label in labels], overrides=parse_set(args.overrides),
+                                 remote=RemoteSettings(url=args.remote_cache), materialize=False, run_steps=False,
+                                 quiet=True))
     out = {}
     for label in labels:
         r = result.results.get(str(label))
@@ -126,10 +128,11 @@ def _with_overrides(ctx: Context, labels: list[Label], args: argparse.Namespace)
 
 def _remote(ctx: Context, args: argparse.Namespace) -> Any:
     """A read-only session with the remote cache (--remote-cache, or the configured one), or None."""
-    from mlbuild.engine.run.backends import remote_session
+    from mlbuild.engine.run.remote_session import open_session
+    from mlbuild.engine.run.settings import BuildSettings, RemoteSettings, resolve_config
 
-    return remote_session(argparse.Namespace(remote_cache=args.remote_cache, remote_upload="false",
-                                             remote_timeout=None), ctx)
+    config = resolve_config(BuildSettings(targets=[], remote=RemoteSettings(url=args.remote_cache, upload=False)), ctx.ws)
+    return None if config.remote is None else open_session(config.remote, ctx.store, upload=False)
 
 
 def _materialize(ctx: Context, results: dict[Label, ActionResult], origin: Any, remote: Any) -> None:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import msgspec
 
-from mlbuild.engine.commands.common import Context, add_executor_options, add_remote_options
-from mlbuild.engine.plan.planner import Plan
-from mlbuild.engine.run.build import cpu_count
+from mlbuild.engine.cli_options import add_executor_options, add_remote_options, build_settings
+from mlbuild.engine.run.settings import RemoteSettings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,44 +26,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_remote_options(p)
 
 
-def make_verifier(ctx: Context, args: argparse.Namespace, the_plan: Plan, remote: Any) -> Any:
-    """A Verifier on the executor the command line (or the workspace) chose."""
-    from mlbuild.engine.commands.build import executor_options
-    from mlbuild.engine.inspect.verify import Verifier
-    from mlbuild.engine.keys.actions import ActionFactory
-    from mlbuild.engine.run.backends import executor_class, image_resolver
-
-    executor_name = args.executor or ctx.ws.config.workspace.executor
-    cls = executor_class(executor_name)
-    cas_root = str(ctx.store.cas.root)
-    jobs = args.jobs or cpu_count()
-
-    def make_executor() -> Any:
-        return cls(cas_root=cas_root, jobs=jobs, workspace=str(ctx.ws.root), **executor_options(args))
-
-    needs_images = any(t.image for t in the_plan.targets.values()) or executor_name in ("docker", "kuberay")
-    factory = ActionFactory(ctx.ws, ctx.store, resolve_image=image_resolver() if needs_images else None)
-    stream = None if args.quiet or args.json else sys.stderr
-    return Verifier(ctx.store, factory, make_executor, executor_name=executor_name, remote=remote, stream=stream)
-
-
 def run(args: argparse.Namespace) -> int:
-    from mlbuild.engine.inspect.verify import print_report
-    from mlbuild.engine.run.backends import remote_session
+    from mlbuild.engine.inspect.verify import Verifier, print_report
+    from mlbuild.engine.run.api import open_build
 
-    ctx = Context()
-    the_plan = ctx.plan(args.targets)
-    # Run against run uses no cache at all, so no remote either.
-    remote = remote_session(args, ctx) if args.runs is None else None
-    try:
-        verifier = make_verifier(ctx, args, the_plan, remote)
+    settings = build_settings(args, args.targets)
+    if args.runs is not None:
+        # Run against run uses no cache at all, so no remote either.
+        settings = msgspec.structs.replace(settings, remote=RemoteSettings(enabled=False))
+    with open_build(settings) as session:
+        stream = None if args.quiet or args.json else sys.stderr
+        verifier = Verifier(session.store, session.factory, session.make_executor,
+                            executor_name=session.config.executor, remote=session.remote, stream=stream)
         if args.runs is None:
-            report = verifier.verify_recorded(the_plan, deps=args.deps)
+            report = verifier.verify_recorded(session.plan, deps=args.deps)
         else:
-            report = verifier.verify_runs(the_plan, deps=args.deps, runs=args.runs)
-    finally:
-        if remote is not None:
-            remote.close()
+            report = verifier.verify_runs(session.plan, deps=args.deps, runs=args.runs)
     if args.json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     else:

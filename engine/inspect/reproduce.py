@@ -22,12 +22,8 @@ from mlbuild.cache.records import BuildRecord
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.verify import ActionCheck, VerifyReport, compare_outputs
-from mlbuild.engine.keys.actions import ActionFactory
-from mlbuild.engine.plan.labels import parse_label
-from mlbuild.engine.plan.planner import plan
-from mlbuild.engine.plan.workspace import Workspace
-from mlbuild.engine.run.build import Builder, BuildOptions
-from mlbuild.engine.run.progress import make_reporter
+from mlbuild.engine.run.api import open_build
+from mlbuild.engine.run.settings import BuildSettings, RemoteSettings
 
 __all__ = ["reproduce", "worktree"]
 
@@ -66,16 +62,12 @@ def _checkout_root(record: BuildRecord) -> tuple[Path, Path]:
 def reproduce(
     store: LocalStore,
     record: BuildRecord,
-    make_executor: Callable[[str, str, int], Any],
     executor_name: str,
-    jobs: int,
+    jobs: int | None,
     warn: Callable[[str], None],
     quiet: bool = True,
 ) -> VerifyReport:
-    """Rebuild ``record`` from source and compare with what it recorded.
-
-    ``make_executor(cas_root, workspace, jobs)`` makes the executor for the rebuild.
-    """
+    """Rebuild ``record`` from source on ``executor_name`` and compare with what it recorded."""
     if not record.git_commit:
         raise UserError(
             f"build {record.id} cannot be reproduced from source: it has no git commit recorded (its workspace "
@@ -91,24 +83,15 @@ def reproduce(
     report = VerifyReport(targets=list(record.targets), runs=1, deps=True, executor=executor_name)
     with tempfile.TemporaryDirectory(prefix="mlbuild-reproduce-") as tmp:
         with worktree(repo, record.git_commit, Path(tmp) / "src") as src:
-            ws = Workspace(src / rel)
-            fresh = LocalStore(Path(tmp) / "cache")
-            try:
-                the_plan = plan(ws, [parse_label(t) for t in record.targets])
-                factory = ActionFactory(ws, fresh)
-                options = BuildOptions(jobs=jobs, no_cache=True, overrides=dict(record.overrides), materialize=False,
-                                       argv=["mlbuild", "reproduce", record.id])
-                reporter = make_reporter(quiet=quiet)
-                cas_root = os.fspath(fresh.cas.root)
-                builder = Builder(ws, fresh, factory, lambda: make_executor(cas_root, os.fspath(ws.root), jobs),
-                                  reporter, options, remote=None, executor_name=executor_name)
-                try:
-                    result = builder.run(the_plan)
-                finally:
-                    reporter.close()
-                report.actions = _compare(store, fresh, record, result, the_plan, factory)
-            finally:
-                fresh.close()
+            settings = BuildSettings(
+                targets=list(record.targets), directory=os.fspath(src / rel), cache_dir=os.fspath(Path(tmp) / "cache"),
+                jobs=jobs, executor=executor_name, remote=RemoteSettings(enabled=False),
+                overrides=dict(record.overrides), no_cache=True, materialize=False, quiet=quiet,
+                argv=["mlbuild", "reproduce", record.id],
+            )
+            with open_build(settings) as session:
+                result = session.run()
+                report.actions = _compare(store, session.store, record, result, session.plan, session.factory)
     report.ok = all(a.status in ("match", "nondeterministic") for a in report.actions)
     return report
 

@@ -27,22 +27,24 @@ OUTPUT_DIR = "mlbuild-out"
 _SKIP_DIRS = {OUTPUT_DIR, "__pycache__", "node_modules", ".git", ".venv", "venv"}
 
 
+# None is "not set here": the defaults are applied, after the command line and the
+# environment, by the one configuration chain (engine/run/settings.py, ``mlbuild config``).
 class WorkspaceSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str = ""
     image: str | None = None  # default container image for every rule
-    executor: str = "local"
+    executor: str | None = None
 
 
 class CacheSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dir: str | None = None
     remote: str | None = None
-    remote_upload: bool = True
-    remote_timeout: float = 5.0
+    remote_upload: bool | None = None
+    remote_timeout: float | None = None
 
 
 class BuildSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     load_timeout: float = 60.0  # seconds one BUILD.py may take to load; 0: no limit
-    strict: bool = False  # an undeclared workspace read fails its step (as --strict does)
+    strict: bool | None = None  # an undeclared workspace read fails its step (as --strict does)
 
 
 class WorkspaceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -7,7 +7,6 @@ is imported, no artifact is read or decoded.
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -55,6 +54,7 @@ class BuildOptions(msgspec.Struct, kw_only=True):
     record: bool = True  # False: no build record is written
     timeout: float | None = None  # seconds any one step may run (--timeout)
     strict: bool = False  # an undeclared workspace read fails the step (CI); see docs/keys.md
+    rerun_of: str | None = None  # the recorded build this one re-runs
 
 
 class BuildResult(msgspec.Struct):
@@ -103,6 +103,7 @@ class Builder:
         options: BuildOptions,
         remote: RemoteSessionLike | None = None,
         executor_name: str = "local",
+        build_id: str | None = None,
     ) -> None:
         self.ws = ws
         self.store = store
@@ -110,7 +111,7 @@ class Builder:
         self.executor_factory = executor_factory
         self.executor_name = executor_name
         self._executor: Executor | None = None
-        self.build_id: str | None = None  # set when run() starts; executors label their work with it
+        self.build_id = build_id  # the record's id (made when run() starts if not given)
         self.reporter = reporter
         self.options = options
         self.remote = remote
@@ -125,7 +126,8 @@ class Builder:
     def run(self, plan: Plan) -> BuildResult:
         clock = time.monotonic()  # durations: one monotonic clock, never a difference of two hosts' times
         record = build_record.new_record(
-            self.ws, plan, time.time(), self.options.argv, self.options.overrides, self.executor_name
+            self.ws, plan, time.time(), self.options.argv, self.options.overrides, self.executor_name,
+            build_id=self.build_id, rerun_of=self.options.rerun_of,
         )
         if self.options.record:
             self.store.index.put_build(record)
@@ -493,7 +495,3 @@ def raise_for_failures(result: BuildResult) -> None:
 
 def output_dir(ws: Workspace, label: Label) -> Path:
     return ws.root / OUTPUT_DIR / label.package
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

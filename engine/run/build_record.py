@@ -43,12 +43,14 @@ def planned_steps(plan: Plan) -> list[PlannedStep]:
 
 
 def new_record(
-    ws: Workspace, plan: Plan, started: float, argv: list[str], overrides: dict[str, Any], executor: str
+    ws: Workspace, plan: Plan, started: float, argv: list[str], overrides: dict[str, Any], executor: str,
+    *, build_id: str | None = None, rerun_of: str | None = None,
 ) -> BuildRecord:
     """The record of a build about to start: who, where, and its whole plan."""
     commit, dirty = provenance.git_state(ws.root)
     return BuildRecord(
-        id=provenance.new_build_id(started),
+        id=build_id or provenance.new_build_id(started),
+        rerun_of=rerun_of,
         started=started,
         finished=None,
         status="running",

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
-from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
-from mlbuild.engine.run.runner import run_encoded, timeout_message
+from mlbuild.engine.interfaces import (
+    ActionOutcome,
+    ActionSpec,
+    ExecutorContext,
+    ExecutorOptions,
+    NoOptions,
+)
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(ActionOutcome)
@@ -34,15 +41,23 @@ def exit_with_parent(parent: int) -> None:
 class LocalExecutor:
     """Runs each action in a worker process; a lost worker is retried per the rule's ``retries``."""
 
-    name = "local"
+    name: ClassVar[str] = "local"
+    options_type: ClassVar[type[ExecutorOptions]] = NoOptions
+    needs_image: ClassVar[bool] = False
+    needs_shared_path: ClassVar[bool] = False
 
-    def __init__(self, cas_root: str, jobs: int = 1, **_: object) -> None:
-        self.cas_root = cas_root
-        self.jobs = max(1, jobs)
+    def __init__(self, context: ExecutorContext, options: ExecutorOptions | None = None) -> None:
+        self.cas_root = context.cas_root
+        self.jobs = max(1, context.jobs)
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
     def _get_pool(self) -> ProcessPoolExecutor:
+        # Imported on the first step: the engine loads this class for every build, even one
+        # that runs nothing (to read what it declares).
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         with self._lock:
             if self._pool is None:
                 # spawn: workers must not inherit the parent's LMDB handles or threads.
@@ -64,6 +79,10 @@ class LocalExecutor:
         return result
 
     def _attempt(self, spec: ActionSpec, payload: bytes, result: Future[ActionOutcome], retries: int) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        from mlbuild.engine.run.runner import run_encoded, timeout_message
+
         pool = self._get_pool()
         try:
             inner = pool.submit(run_encoded, payload, self.cas_root)

@@ -13,7 +13,6 @@ adopted into the local CAS; results that pickle (``ActionResult.pickled``) never
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -28,11 +27,10 @@ from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import ActionResult, ArtifactRef, RemoteStats
 from mlbuild.cache.store import LocalStore
-from mlbuild.engine.errors import UserError
-from mlbuild.engine.interfaces import InvalidEntry, RemoteCache
+from mlbuild.engine.interfaces import InvalidEntry, RemoteCache, RemoteCacheSettings
 from mlbuild.engine.run.daemon_pool import DaemonPool
 
-__all__ = ["RemoteSession", "last_stats", "open_session", "storage_options"]
+__all__ = ["RemoteSession", "last_stats", "open_session"]
 
 T = TypeVar("T")
 
@@ -342,52 +340,13 @@ def last_stats(store: LocalStore) -> RemoteStats | None:
     return Memo[RemoteStats](store.index, "remote-stats", RemoteStats).get(STATS_MEMO)
 
 
-def storage_options(url: str, timeout: float) -> dict[str, Any]:
-    """fsspec storage options for ``url``: ``MLBUILD_REMOTE_OPTIONS`` (a JSON object) over
-    defaults that bound every S3 request by ``timeout`` and honour ``AWS_ENDPOINT_URL``."""
-    raw = os.environ.get("MLBUILD_REMOTE_OPTIONS", "")
-    try:
-        given = json.loads(raw) if raw else {}
-    except ValueError as exc:
-        raise UserError(f"MLBUILD_REMOTE_OPTIONS is not valid JSON: {exc}") from None
-    if not isinstance(given, dict):
-        raise UserError("MLBUILD_REMOTE_OPTIONS must be a JSON object of fsspec storage options")
-    if not url.startswith(("s3://", "s3a://")):
-        return given
-    options: dict[str, Any] = {
-        "config_kwargs": {"connect_timeout": timeout, "read_timeout": max(timeout, 30.0),
-                          "retries": {"max_attempts": 2, "mode": "standard"}},
-    }
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        options["client_kwargs"] = {"endpoint_url": endpoint}
-    for name, value in given.items():
-        if isinstance(value, dict) and isinstance(options.get(name), dict):
-            options[name] = {**options[name], **value}
-        else:
-            options[name] = value
-    return options
+def open_session(settings: RemoteCacheSettings, store: LocalStore, *, upload: bool = True,
+                 jobs: int = 8) -> RemoteSession:
+    """A session on the remote cache ``settings`` names (resolved by engine/run/settings.py)."""
+    from mlbuild.engine.run.backends import open_remote_cache
 
-
-def open_session(url: str, args: Any, ctx: Any) -> RemoteSession:
-    """The session for ``url`` with the command line's and mlbuild.toml's settings."""
-    from mlbuild.engine.run.backends import remote_cache_class
-
-    config = ctx.ws.config.cache
-    flag = getattr(args, "remote_upload", None)
-    env_upload = os.environ.get("MLBUILD_REMOTE_UPLOAD", "").strip().lower()
-    if flag is not None:
-        upload = flag == "true"
-    elif env_upload:
-        upload = env_upload not in ("0", "false", "no")
-    else:
-        upload = bool(config.remote_upload)
-    timeout = getattr(args, "remote_timeout", None) or config.remote_timeout
-    key = os.environ.get("MLBUILD_CACHE_KEY", "")
-    cache = remote_cache_class()(url, storage_options=storage_options(url, timeout),
-                                 signing_key=key.encode() if key else None)
-    jobs = getattr(args, "jobs", None) or 8
-    return RemoteSession(cache, ctx.store, upload=upload, timeout=timeout, jobs=max(8, jobs))
+    return RemoteSession(open_remote_cache(settings), store, upload=upload, timeout=settings.timeout,
+                         jobs=max(8, jobs))
 
 
 def _discard(path: str | None) -> None:

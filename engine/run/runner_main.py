@@ -17,11 +17,10 @@ import os
 from pathlib import Path
 
 from mlbuild.cache.cas import CAS
+from mlbuild.engine.interfaces import RUNNER_NEW_BLOBS_DIR as NEW_BLOBS_DIR
+from mlbuild.engine.interfaces import RUNNER_OUTCOME_FILE as OUTCOME_FILE
+from mlbuild.engine.interfaces import RUNNER_SPEC_FILE as SPEC_FILE
 from mlbuild.engine.run.runner import run_encoded_with
-
-SPEC_FILE = "spec.msgpack"
-OUTCOME_FILE = "outcome.msgpack"
-NEW_BLOBS_DIR = "cas"
 
 
 class OverlayCAS(CAS):

@@ -23,35 +23,39 @@ import subprocess
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar
 
 from mlbuild.engine.errors import UserError
-from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
-from mlbuild.engine.run.provenance import new_build_id
-from mlbuild.remote.kuberay.cluster import (
-    ClusterHandle,
-    KubeRayError,
-    cluster_status,
-    head_address,
-    managed_cluster,
+from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, ExecutorContext, ExecutorOptions
+from mlbuild.remote.kuberay.manifest import (
+    ENV_IMAGE,
+    ENV_NAMESPACE,
+    ClusterSpec,
+    HeadGroup,
+    WorkerGroup,
+    node_resources,
 )
-from mlbuild.remote.kuberay.manifest import ClusterSpec, HeadGroup, NodeResources, WorkerGroup
-from mlbuild.remote.ray_cluster import ENV_IMAGE, ENV_NAMESPACE
-from mlbuild.remote.ray_executor import RayExecutor, RaySession
+from mlbuild.remote.ray_executor import RayExecutor, RayOptions, RaySession
 from mlbuild.rules.rule import Resources
 
-__all__ = ["ENV_IMAGE", "ENV_NAMESPACE", "KubeRayExecutor", "cluster_spec_for", "node_resources"]
+if TYPE_CHECKING:
+    from mlbuild.remote.kuberay.cluster import ClusterHandle
+
+__all__ = ["ENV_IMAGE", "ENV_NAMESPACE", "KubeRayExecutor", "KubeRayOptions", "cluster_spec_for", "node_resources"]
 
 PORT_FORWARD_WAIT_S = 30.0
 
 
-def node_resources(resources: Resources, *, min_cpus: float = 1.0, min_memory: str = "2Gi") -> NodeResources:
-    """A pod big enough for one step with ``resources`` (at least ``min_cpus``, ``min_memory``)."""
-    return NodeResources(
-        cpus=max(resources.cpus, min_cpus),
-        memory=resources.memory or min_memory,
-        gpus=resources.gpus,
-    )
+class KubeRayOptions(ExecutorOptions, frozen=True, kw_only=True):
+    """``--executor kuberay``'s own options."""
+
+    kube_context: str | None = None  # the kubeconfig context (default: the current one)
+    kube_namespace: str | None = None  # the RayCluster's namespace (default: "default")
+    keep_cluster: bool = False  # keep the RayCluster for the next build of the same image
+    kube_workers: int | None = None  # worker pods (default 1)
+    kube_ready_timeout: float | None = None  # seconds to wait for the cluster (default 600)
+    ray_cas_root: str | None = None  # the CAS as mounted on the pods (default: the local path)
+    ray_workspace: str | None = None  # the workspace as mounted on the pods (default: the local path)
 
 
 def cluster_spec_for(
@@ -75,36 +79,22 @@ def cluster_spec_for(
 class KubeRayExecutor:
     """Creates the build's RayCluster on the first step, runs every step there, deletes it."""
 
-    name = "kuberay"
+    name: ClassVar[str] = "kuberay"
+    options_type: ClassVar[type[ExecutorOptions]] = KubeRayOptions
+    needs_image: ClassVar[bool] = True
+    needs_shared_path: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        cas_root: str,
-        jobs: int = 1,
-        build_id: str | None = None,
-        kube_context: str | None = None,
-        kube_namespace: str | None = None,
-        keep_cluster: bool = False,
-        kube_workers: int | None = None,
-        kube_ready_timeout: float | None = None,
-        ray_cas_root: str | None = None,
-        ray_workspace: str | None = None,
-        kube_api_client: Any = None,
-        kube_poll_interval: float = 2.0,
-        **_: object,
-    ) -> None:
-        self.cas_root = cas_root
-        self.jobs = jobs
-        self.build_id = build_id or new_build_id()
-        self.kube_context = kube_context
-        self.namespace = kube_namespace or "default"
-        self.keep = keep_cluster
-        self.workers = 1 if kube_workers is None else kube_workers
-        self.ready_timeout = 600.0 if kube_ready_timeout is None else kube_ready_timeout
-        self.ray_cas_root = ray_cas_root
-        self.ray_workspace = ray_workspace
-        self.api_client = kube_api_client
-        self.poll_interval = kube_poll_interval
+    def __init__(self, context: ExecutorContext, options: ExecutorOptions | None = None) -> None:
+        opts = options if isinstance(options, KubeRayOptions) else KubeRayOptions()
+        self.context = context
+        self.build_id = context.build_id
+        self.kube_context = opts.kube_context
+        self.namespace = opts.kube_namespace or "default"
+        self.keep = opts.keep_cluster
+        self.workers = 1 if opts.kube_workers is None else opts.kube_workers
+        self.ready_timeout = 600.0 if opts.kube_ready_timeout is None else opts.kube_ready_timeout
+        self.ray_options = RayOptions(ray_cas_root=opts.ray_cas_root, ray_workspace=opts.ray_workspace)
+        self.poll_interval = 2.0
         self.handle: ClusterHandle | None = None
         self.image: str | None = None
         self._ray: RayExecutor | None = None
@@ -138,6 +128,8 @@ class KubeRayExecutor:
         """Create (or reuse), wait for and connect to the cluster; UserError naming the step."""
         import ray
 
+        from mlbuild.remote.kuberay.cluster import KubeRayError, head_address, managed_cluster
+
         cluster = cluster_spec_for(spec, self.build_id, self.namespace, self.workers, ray.__version__)
         try:
             self.handle = self._stack.enter_context(
@@ -148,7 +140,6 @@ class KubeRayExecutor:
                     keep=self.keep,
                     ready_timeout_s=self.ready_timeout,
                     poll_interval_s=self.poll_interval,
-                    api_client=self.api_client,
                 )
             )
         except (KubeRayError, ValueError) as exc:
@@ -163,9 +154,7 @@ class KubeRayExecutor:
                 url = self._port_forward(address.port_forward, address.port, url)
             session = RaySession(url)
             self._stack.callback(session.close)
-            self._ray = RayExecutor(
-                self.cas_root, self.jobs, ray_cas_root=self.ray_cas_root, ray_workspace=self.ray_workspace, session=session
-            )
+            self._ray = RayExecutor(self.context, self.ray_options, session=session)
             self.image = spec.image
         except BaseException as exc:
             self.close()
@@ -194,6 +183,8 @@ class KubeRayExecutor:
         """Why the cluster may have lost a step (an evicted head pod), as a suffix for its error."""
         if self.handle is None:
             return ""
+        from mlbuild.remote.kuberay.cluster import cluster_status
+
         try:
             status = cluster_status(self.handle, request_timeout_s=10)
         except Exception as exc:
@@ -204,6 +195,8 @@ class KubeRayExecutor:
 
     def close(self) -> None:
         """Disconnect, stop the port-forward, delete the cluster (unless --keep-cluster)."""
+        from mlbuild.remote.kuberay.cluster import KubeRayError
+
         self._ray = None
         try:
             self._stack.close()

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from mlbuild.rules.rule import Resources
+
 __all__ = [
     "ANNOTATION_BUILD_ID",
     "ANNOTATION_IMAGE",
@@ -24,6 +26,9 @@ __all__ = [
     "LABEL_MANAGED_BY",
     "LABEL_SHAPE",
     "MANAGED_BY",
+    "ENV_CONTEXT",
+    "ENV_IMAGE",
+    "ENV_NAMESPACE",
     "MAX_CLUSTER_NAME_LENGTH",
     "ClusterSpec",
     "HeadGroup",
@@ -38,6 +43,7 @@ __all__ = [
     "image_digest",
     "label_value",
     "memory_quantity",
+    "node_resources",
     "selector_for_reuse",
     "spec_shape",
 ]
@@ -56,6 +62,12 @@ ANNOTATION_IMAGE_DIGEST = "mlbuild.dev/image-digest"
 # "<name>-serve-svc" that must stay within the 63-character DNS label limit) and requires a
 # DNS-1035 label (it must start with a letter).
 MAX_CLUSTER_NAME_LENGTH = 53
+
+# Set on the pods of a --executor kuberay build's cluster: a step's own ``with RayCluster(...)``
+# (remote/ray_cluster.py) then opens its cluster on Kubernetes too.
+ENV_NAMESPACE = "MLBUILD_KUBERAY_NAMESPACE"
+ENV_IMAGE = "MLBUILD_KUBERAY_IMAGE"
+ENV_CONTEXT = "MLBUILD_KUBERAY_CONTEXT"
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # repo[:tag]@sha256:<hex>; the repository part is checked loosely (registry host, port, path).
@@ -78,6 +90,15 @@ class NodeResources(msgspec.Struct, frozen=True, kw_only=True):
     """A Kubernetes quantity ("4Gi", "512M") or a number of bytes."""
     gpus: int = 0
     """NVIDIA GPUs (``nvidia.com/gpu``)."""
+
+
+def node_resources(resources: Resources, *, min_cpus: float = 1.0, min_memory: str = "2Gi") -> NodeResources:
+    """A pod big enough for one step with ``resources`` (at least ``min_cpus``, ``min_memory``)."""
+    return NodeResources(
+        cpus=max(resources.cpus, min_cpus),
+        memory=resources.memory or min_memory,
+        gpus=resources.gpus,
+    )
 
 
 class HeadPorts(msgspec.Struct, frozen=True, kw_only=True):

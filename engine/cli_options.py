@@ -1,67 +1,43 @@
-"""What most commands start with: the workspace, the local store, the planner."""
+"""The command line's shared options, and their conversion into ``BuildSettings`` (once)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import Any
 
-from mlbuild.cache.store import LocalStore, default_cache_dir
-from mlbuild.engine.errors import UserError
-from mlbuild.engine.plan.labels import Label
-from mlbuild.engine.plan.planner import Plan, plan, resolve_patterns
-from mlbuild.engine.plan.workspace import Workspace, find_root
+from mlbuild.engine.run.settings import BuildSettings, RemoteSettings, parse_set
 
-if TYPE_CHECKING:
-    from mlbuild.engine.inspect.recorded import Scope
+# The flags of add_executor_options that fill a backend's options Struct (by field name).
+EXECUTOR_FLAGS = ("ray_address", "kube_context", "kube_namespace", "keep_cluster", "ray_cas_root", "ray_workspace",
+                  "docker_network", "kube_workers", "kube_ready_timeout")
 
 
-class Context:
-    def __init__(self) -> None:
-        self.ws = Workspace(find_root(os.getcwd()))
-        self.current_package = self.ws.package_of(os.getcwd())
-        self._store: LocalStore | None = None
+def build_settings(args: argparse.Namespace, targets: list[str], **given: Any) -> BuildSettings:
+    """The ``BuildSettings`` of a command's parsed arguments; ``given`` sets fields outright.
 
-    @property
-    def store(self) -> LocalStore:
-        if self._store is None:
-            self._store = LocalStore(default_cache_dir(self.ws.cache_dir))
-        return self._store
+    A flag the command does not have is "not given": the configuration chain decides."""
+    def flag(name: str, default: Any = None) -> Any:
+        return getattr(args, name, default)
 
-    def labels(self, patterns: list[str]) -> list[Label]:
-        if not patterns:
-            raise UserError("no targets given (try //... for all)")
-        return resolve_patterns(self.ws, patterns, self.current_package)
-
-    def plan(self, patterns: list[str]) -> Plan:
-        return plan(self.ws, self.labels(patterns))
-
-
-def parse_set(values: list[str], current_package: str = "") -> dict[str, dict[str, Any]]:
-    """``--set //models:resnet.epochs=5`` → {"//models:resnet": {"epochs": 5}}."""
-    import json
-
-    from mlbuild.engine.plan.labels import parse_label
-
-    out: dict[str, dict[str, Any]] = {}
-    for item in values:
-        lhs, sep, raw = item.partition("=")
-        target, dot, field = lhs.partition(".") if not lhs.startswith("//") else _split_field(lhs)
-        if not sep or not dot or not field:
-            raise UserError(f"bad --set {item!r}: use --set //pkg:target.field=value")
-        label = str(parse_label(target, current_package))
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        out.setdefault(label, {})[field] = value
-    return out
-
-
-def _split_field(lhs: str) -> tuple[str, str, str]:
-    pkg_and_name, colon, rest = lhs.partition(":")
-    name, dot, field = rest.partition(".")
-    return pkg_and_name + colon + name, dot, field
+    upload = flag("remote_upload")
+    fields: dict[str, Any] = {
+        "targets": list(targets),
+        "jobs": flag("jobs") or None,  # -j 0: the default, as before
+        "executor": flag("executor"),
+        "executor_flags": {name: flag(name) for name in EXECUTOR_FLAGS if flag(name) not in (None, False)},
+        "remote": RemoteSettings(url=flag("remote_cache"), upload=None if upload is None else upload == "true",
+                                 timeout=flag("remote_timeout")),
+        "overrides": parse_set(flag("overrides", []) or []),
+        "no_cache": bool(flag("no_cache", False)),
+        "keep_going": bool(flag("keep_going", False)),
+        "quiet": bool(flag("quiet", False)),
+        "timeout": flag("timeout"),
+        "strict": True if flag("strict") else None,
+        "argv": ["mlbuild", *sys.argv[1:]],
+    }
+    fields.update(given)
+    return BuildSettings(**fields)
 
 
 def add_build_options(p: argparse.ArgumentParser) -> None:
@@ -110,18 +86,3 @@ def add_scope_option(p: argparse.ArgumentParser, sub: bool = False) -> None:
     # On a subcommand the flag must not reset what the parent command's flag said.
     p.add_argument("--all-workspaces", action="store_true", default=argparse.SUPPRESS if sub else False,
                    help="see the builds of every workspace that shares this cache (default: this workspace's)")
-
-
-def open_records(all_workspaces: bool = False) -> tuple[LocalStore, Workspace | None, str, Scope]:
-    """The local store (the workspace's, when run inside one), the workspace, the current
-    package, and which builds to see: this workspace's, or every one's (outside a workspace,
-    or with ``--all-workspaces``)."""
-    from mlbuild.engine.inspect.recorded import ALL, Scope
-    from mlbuild.engine.run.build_record import workspace_id
-
-    try:
-        ctx = Context()
-    except UserError:
-        return LocalStore(default_cache_dir()), None, "", ALL
-    scope = ALL if all_workspaces else Scope(workspace_id(ctx.ws), str(ctx.ws.root))
-    return ctx.store, ctx.ws, ctx.current_package, scope
