@@ -170,7 +170,7 @@ def test_a_cache_only_build_runs_nothing_and_records_nothing(tmp_path: Path, tmp
 
 def test_an_unknown_executor_fails_before_anything_runs(tmp_path: Path) -> None:
     ws = write_workspace(tmp_path / "ws")
-    with pytest.raises(UserError, match="unknown executor 'nope'; known: docker, kuberay, local, ray"):
+    with pytest.raises(UserError, match="unknown executor 'nope'; known: docker, inline, kuberay, local, ray"):
         build(BuildSettings(targets=["//pkg:total"], directory=str(ws), executor="nope"))
 
 

@@ -29,12 +29,18 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import msgspec
 
 from mlbuild.cache.cas import CAS
-from mlbuild.engine.interfaces import ActionOutcome, ActionSpec
+from mlbuild.engine.interfaces import (
+    ActionOutcome,
+    ActionSpec,
+    ExecutorContext,
+    ExecutorOptions,
+    NoOptions,
+)
 from mlbuild.engine.run.runner import run_encoded_with
 
 # fd 1 and 2 belong to the process, not to an executor object: one step at a time, process-wide.
@@ -56,10 +62,13 @@ _dec = msgspec.msgpack.Decoder(ActionOutcome)
 class InlineExecutor:
     """Runs each action in the calling thread; ``submit`` returns a future that is already done."""
 
-    name = "inline"
+    name: ClassVar[str] = "inline"
+    options_type: ClassVar[type[ExecutorOptions]] = NoOptions
+    needs_image: ClassVar[bool] = False
+    needs_shared_path: ClassVar[bool] = False
 
-    def __init__(self, cas_root: str, **_: object) -> None:
-        self.cas = CAS(cas_root)
+    def __init__(self, context: ExecutorContext, options: ExecutorOptions | None = None) -> None:
+        self.cas = CAS(context.cas_root)
 
     def submit(self, spec: ActionSpec) -> Future[ActionOutcome]:
         result: Future[ActionOutcome] = Future()
