@@ -7,6 +7,9 @@ counts), and the largest absolute and relative difference. Plain data gets a str
 its first differences (``metrics.train_loss[2]: 0.51 -> 0.52``); a tree lists the files that
 differ, appeared or disappeared.
 
+Values of the registered codecs (DataFrames, sparse matrices, models, figures; at the top or
+nested in plain data) are compared by ``codec_diff``: cells, entries, parameters.
+
 Nothing here imports torch: safetensors are parsed from their (simple, documented) format, and
 msgpack's tensor extension is read back as a numpy array. Nothing is ever unpickled.
 """
@@ -23,6 +26,7 @@ from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import read_tree
 from mlbuild.rules.codecs import decode_numpy, read_safetensors
+from mlbuild.rules.codecs.plain import Encoded
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,6 +89,7 @@ class ArtifactDiff(msgspec.Struct, kw_only=True):
     arrays: list[ArrayDiff] = []
     values: list[ValueDiff] = []
     files: list[FileDiff] = []
+    tables: list[Any] = []  # codec_diff.TableDiff: DataFrames that differ
     more: int = 0  # differences found but not listed
     note: str | None = None
 
@@ -213,16 +218,37 @@ class _DataDiffer:
         self.limit = limit
         self.values: list[ValueDiff] = []
         self.arrays: list[ArrayDiff] = []
+        self.tables: list[Any] = []
         self.more = 0
 
     def _value(self, path: str, old: str, new: str) -> None:
-        if len(self.values) + len(self.arrays) < self.limit:
+        if self._room():
             self.values.append(ValueDiff(path or "(root)", old, new))
-        else:
-            self.more += 1
+
+    def _room(self) -> bool:
+        if len(self.values) + len(self.arrays) + len(self.tables) < self.limit:
+            return True
+        self.more += 1
+        return False
+
+    def add_value(self, path: str, old: str, new: str) -> None:
+        self._value(path, old, new)
+
+    def add_array(self, d: ArrayDiff) -> None:
+        if self._room():
+            self.arrays.append(d)
+
+    def add_table(self, d: Any) -> None:
+        if self._room():
+            self.tables.append(d)
 
     def walk(self, path: str, a: Any, b: Any) -> None:
-        if _is_array(a) and _is_array(b):
+        if isinstance(a, Encoded) and isinstance(b, Encoded) and a.codec == b.codec:
+            if a.data != b.data:
+                from mlbuild.engine.inspect.codec_diff import diff_encoded
+
+                diff_encoded(self, path, a.codec, a.data, b.data)
+        elif _is_array(a) and _is_array(b):
             d = diff_arrays(path or "(root)", a, b)
             if d is not None:
                 if len(self.values) + len(self.arrays) < self.limit:
@@ -251,7 +277,7 @@ def diff_data(old: Any, new: Any, limit: int = MAX_DIFFERENCES) -> ArtifactDiff:
     """A structural diff of two decoded plain-data values (dicts, lists, scalars, arrays)."""
     d = _DataDiffer(limit)
     d.walk("", old, new)
-    return ArtifactDiff(kind="data", values=d.values, arrays=d.arrays, more=d.more)
+    return ArtifactDiff(kind="data", values=d.values, arrays=d.arrays, tables=d.tables, more=d.more)
 
 
 # ------------------------------------------------------------------------------- artifacts
@@ -269,10 +295,15 @@ def diff_bytes(codec: str, old: bytes, new: bytes) -> ArtifactDiff:
         a = decode_numpy("msgpack", old)
         b = decode_numpy("msgpack", new)
         diff = diff_data(a, b)
-        if not (diff.values or diff.arrays or diff.more):
+        if not (diff.values or diff.arrays or diff.tables or diff.more):
             diff.note = "same values, different bytes"
         return diff
-    return ArtifactDiff(kind="bytes", note=f"{codec} artifacts are compared as bytes only ({len(old)} -> {len(new)} bytes)")
+    if codec in ("pickle", "tree"):
+        return ArtifactDiff(kind="bytes", note=f"{codec} artifacts are compared as bytes only ({len(old)} -> {len(new)} bytes)")
+    diff = diff_data(Encoded(codec, old), Encoded(codec, new))
+    if not (diff.values or diff.arrays or diff.tables or diff.more):
+        diff.note = "same values, different bytes"
+    return diff
 
 
 def _read(cas: CAS, digest: str) -> bytes | None:
@@ -353,9 +384,27 @@ def _array_line(d: ArrayDiff) -> str:
         return f"{d.name}: shape {d.old_shape} -> {d.new_shape} ({d.old_dtype} -> {d.new_dtype})"
     if d.old_dtype != d.new_dtype:
         head = f"{d.name}: dtype {d.old_dtype} -> {d.new_dtype}, shape {d.new_shape}"
+    extra = f" ({d.note})" if d.note and d.note not in ("dtype changed", "shape changed") else ""
     if d.differing is None:
-        return head
-    return f"{head}: {d.differing} of {d.total} elements differ, max abs diff {_num(d.max_abs)}, max rel diff {_num(d.max_rel)}"
+        return head + extra
+    return f"{head}: {d.differing} of {d.total} elements differ, max abs diff {_num(d.max_abs)}, max rel diff {_num(d.max_rel)}{extra}"
+
+
+def _table_lines(t: Any) -> list[str]:
+    head = f"{t.name}: table {t.old_shape[0]}x{t.old_shape[1]}"
+    head += f" -> {t.new_shape[0]}x{t.new_shape[1]}" if t.old_shape != t.new_shape else ""
+    if t.differing_rows:
+        sample = ", ".join(t.sample_rows) + (", …" if t.differing_rows > len(t.sample_rows) else "")
+        head += f": {t.differing_rows} of {t.new_shape[0]} rows differ ({sample})"
+    lines = [head]
+    lines += [f"  columns added: {', '.join(t.columns_added)}"] if t.columns_added else []
+    lines += [f"  columns removed: {', '.join(t.columns_removed)}"] if t.columns_removed else []
+    lines += [f"  dtype {c}" for c in t.dtypes_changed]
+    for c in t.columns:
+        mag = f", max abs diff {_num(c.max_abs)}" if c.max_abs is not None else ""
+        lines.append(f"  column {c.name!r}: {c.differing} of {c.total} cells differ{mag}")
+    lines += [f"  {t.note}"] if t.note else []
+    return lines
 
 
 def format_diff(diff: ArtifactDiff) -> list[str]:
@@ -364,6 +413,8 @@ def format_diff(diff: ArtifactDiff) -> list[str]:
     if diff.kind == "data":
         lines += [f"{v.path}: {v.old} -> {v.new}" for v in diff.values]
         lines += [_array_line(a) for a in diff.arrays]
+        for t in diff.tables:
+            lines += _table_lines(t)
     for f in diff.files:
         sizes = f" ({f.old_size} -> {f.new_size} bytes)" if f.change == "changed" else ""
         lines.append(f"{f.path}: {f.change}{sizes}" + (f"; {f.note}" if f.note else ""))

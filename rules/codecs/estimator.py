@@ -176,20 +176,20 @@ def parameters(data: bytes) -> dict[str, Any]:
                 out[path] = json.loads(content)
             except ValueError:
                 out[path] = content
-        elif "file" in node:
+            return
+        if "file" in node:
             out[path] = {"array": node["file"]}
-        elif loader == "ObjectNode" and isinstance(content, dict):
+            return
+        if node.get("__module__") not in (None, "builtins"):
             out[f"{path}.__class__" if path else "__class__"] = f"{node.get('__module__')}.{node.get('__class__')}"
-            walk(path, content)
-        elif loader == "DictNode" and isinstance(content, dict):
+        if loader == "DictNode" and isinstance(content, dict):
             for k, v in content.items():
                 walk(f"{path}.{k}" if path else str(k), v)
         elif isinstance(content, list):
             for i, v in enumerate(content):
                 walk(f"{path}[{i}]", v)
         elif isinstance(content, dict):
-            for k, v in content.items():
-                walk(f"{path}.{k}" if path else str(k), v)
+            walk(path, content)  # an object's state: a node of its own
 
     walk("", read_schema(data))
     return out
