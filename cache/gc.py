@@ -3,7 +3,12 @@ delete every blob no kept entry refers to (never one that a kept entry needs).""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,6 +26,51 @@ class GcReport(msgspec.Struct):
     blobs_deleted: int
     bytes_before: int
     bytes_after: int
+    temp_removed: int = 0  # files and folders left in tmp/ by killed processes
+
+
+# A step's scratch folder is ``tmp/action-p<pid>-…`` (engine/run/runner.py): one whose process
+# still runs on this machine is never removed, however old; ``tmp/live`` is live_logs.py's.
+_PID_PREFIX = re.compile(r"^[a-z]+-p(\d+)-")
+
+
+def remove_stale_temp(tmp: Path, min_age: float, now: float | None = None) -> int:
+    """Remove what killed processes left in the cache's ``tmp/`` (half-written blobs, scratch
+    folders of steps): entries older than ``min_age`` seconds whose process is gone."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(os.scandir(tmp))
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name == "live":
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < min_age:
+                continue
+        except FileNotFoundError:
+            continue
+        owner = _PID_PREFIX.match(entry.name)
+        if owner and _alive(int(owner.group(1))):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _References:
@@ -97,4 +147,5 @@ def collect(store: LocalStore, max_size: int, min_age: float = 3600.0) -> GcRepo
         # of those blobs may be gone now, so the next build re-stores them.
         Memo[Any](store.index, "rule", Any).clear()
     after = sum(s for d, s in sizes.items() if store.cas.has(d))
-    return GcReport(len(evict), len(results) - len(evict), deleted, before, after)
+    temp = remove_stale_temp(store.cas.tmp, min_age, now)
+    return GcReport(len(evict), len(results) - len(evict), deleted, before, after, temp)

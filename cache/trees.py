@@ -15,18 +15,33 @@ _tree_enc = msgspec.msgpack.Encoder()
 _tree_dec = msgspec.msgpack.Decoder(list[TreeEntry])
 
 
+class UnsupportedFile(ValueError):
+    """A tree holds something other than regular files and folders (a symlink, a fifo)."""
+
+
 def put_tree(cas: CAS, directory: str | os.PathLike[str]) -> tuple[str, int]:
-    """Store every regular file under ``directory``; returns the tree's digest and total size."""
+    """Store every regular file under ``directory``; returns the tree's digest and total size.
+
+    Anything else under it (a symbolic link, a fifo, a socket) raises UnsupportedFile: a tree
+    is regular files only, and a link would be dropped without a word or, followed, could store
+    a file from anywhere on the machine. The message says to write the file itself.
+    """
     entries: list[TreeEntry] = []
     total = 0
     base = os.fspath(directory)
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames.sort()
+        for name in [*dirnames, *filenames]:
+            full = os.path.join(dirpath, name)
+            st = os.lstat(full)
+            if stat_mod.S_ISREG(st.st_mode) or stat_mod.S_ISDIR(st.st_mode):
+                continue
+            rel = Path(os.path.relpath(full, base)).as_posix()
+            what = f"a symbolic link (to {os.readlink(full)})" if stat_mod.S_ISLNK(st.st_mode) else "not a regular file"
+            raise UnsupportedFile(f"out/{rel} is {what}; outputs hold regular files only: write or copy the file itself")
         for name in filenames:
             full = os.path.join(dirpath, name)
             st = os.lstat(full)
-            if not stat_mod.S_ISREG(st.st_mode):
-                continue
             digest, size = cas.put_file(full)
             total += size
             entries.append(TreeEntry(Path(os.path.relpath(full, base)).as_posix(), digest, size, bool(st.st_mode & 0o111)))

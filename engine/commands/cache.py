@@ -57,7 +57,8 @@ def gc(args: argparse.Namespace) -> int:
     report = collect(Context().store, limit, min_age=args.min_age)
     print(
         f"evicted {report.actions_evicted} entries, kept {report.actions_kept}; "
-        f"deleted {report.blobs_deleted} blobs; {report.bytes_before} -> {report.bytes_after} bytes"
+        f"deleted {report.blobs_deleted} blobs, {report.temp_removed} stale temp files; "
+        f"{report.bytes_before} -> {report.bytes_after} bytes"
     )
     return 0
 

@@ -26,7 +26,7 @@ import msgspec
 
 from mlbuild.cache.cas import CAS
 from mlbuild.cache.records import ArtifactRef
-from mlbuild.cache.trees import materialize_tree, put_tree
+from mlbuild.cache.trees import UnsupportedFile, materialize_tree, put_tree
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, InputSpec
 from mlbuild.engine.keys.trace import ActionTrace
 from mlbuild.engine.run.live_logs import open_live_log
@@ -194,7 +194,7 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
 
         def work() -> Path:
             if not work_dir:
-                work_dir.append(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="action-", dir=cas.tmp))))
+                work_dir.append(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"action-p{os.getpid()}-", dir=cas.tmp))))
             return work_dir[0]
 
         value: Any = None
@@ -231,7 +231,7 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
             try:
                 outcome.outputs = _store_outputs(value, work_dir[0] / "out" if work_dir else None, spec, cas)
                 outcome.pickled = any(o.codec == "pickle" for o in outcome.outputs)
-            except codecs.EncodingError as exc:
+            except (codecs.EncodingError, UnsupportedFile) as exc:
                 outcome.error, outcome.error_kind = f"its output cannot be encoded: {exc}", "output"
             except OSError as exc:
                 outcome.error, outcome.error_kind = _disk_full(exc, cas) if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
@@ -250,13 +250,38 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
 
 def _store_outputs(value: Any, out_dir: Path | None, spec: ActionSpec, cas: CAS) -> list[ArtifactRef]:
     outputs: list[ArtifactRef] = []
-    if value is not None:
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray) and value.nbytes > LARGE_ARRAY:
+        outputs.append(_store_large_array(value, cas))
+    elif value is not None:
         codec, data = codecs.encode(value, spec.options.allow_pickle)
         outputs.append(ArtifactRef("value", cas.put_bytes(data), typing.cast(Any, codec), len(data)))
     if out_dir is not None and out_dir.is_dir() and any(out_dir.iterdir()):
         digest, size = put_tree(cas, out_dir)
         outputs.append(ArtifactRef("files", digest, "tree", size))
     return outputs
+
+
+# A numpy value larger than this is written to its blob file directly (the same bytes as the
+# npy codec's), never whole into memory a second time: a 2 GiB array took 4 GiB to store.
+LARGE_ARRAY = 32 << 20
+
+
+def _store_large_array(value: Any, cas: CAS) -> ArtifactRef:
+    from mlbuild.cache.digest import digest_file
+    from mlbuild.rules.codecs.arrays import write_npy
+
+    tmp = cas.temp_path()
+    try:
+        with open(tmp, "xb") as f:
+            write_npy(value, f)
+        digest, size = digest_file(tmp)
+        cas.adopt_file(tmp, digest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return ArtifactRef("value", digest, "npy", size)
 
 
 _encode_outcome = msgspec.msgpack.Encoder()

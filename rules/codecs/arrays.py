@@ -32,6 +32,15 @@ def is_tensor_dict(value: Any) -> bool:
 
 
 def encode_npy(value: Any) -> bytes:
+    buf = io.BytesIO()
+    write_npy(value, buf)
+    return buf.getvalue()
+
+
+def write_npy(value: Any, out: Any) -> None:
+    """``encode_npy``'s bytes written to the file object ``out``: into a real file, a C-ordered
+    array is written straight from its memory (no copy), so a large value costs no more memory
+    to store than it took to compute (the runner stores large arrays this way)."""
     import numpy as np
 
     if value.dtype.hasobject:
@@ -39,9 +48,7 @@ def encode_npy(value: Any) -> bytes:
             "ndarray of object dtype cannot be encoded; give it a numeric or fixed-width string dtype "
             "(.astype(float), .astype(str))"
         )
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.asarray(value, order="C"), allow_pickle=False)
-    return buf.getvalue()
+    np.lib.format.write_array(out, np.asarray(value, order="C"), allow_pickle=False)
 
 
 def decode_npy(data: bytes) -> Any:
