@@ -18,6 +18,7 @@ from mlbuild.cache.digest import digest_bytes
 from mlbuild.cache.gc import remove_stale_temp
 from mlbuild.engine.run.runner import LARGE_ARRAY, _store_outputs
 from mlbuild.rules.codecs.arrays import encode_npy
+
 from support.cli import mlbuild
 from support.workspace import write_workspace
 
