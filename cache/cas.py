@@ -74,7 +74,7 @@ class CAS:
 
     def _tempfile(self, mode: int = 0o444) -> tuple[int, str]:
         while True:
-            tmp_path = f"{self._tmp}/blob-{secrets.token_hex(8)}"
+            tmp_path = f"{self._tmp}/blob-p{os.getpid()}-{secrets.token_hex(8)}"
             try:
                 return os.open(tmp_path, _CREATE, mode), tmp_path
             except FileExistsError:
@@ -135,7 +135,7 @@ class CAS:
         new file there and then ``adopt_file``s it (renamed in place). Better than
         ``temp_file`` for large writes: rewriting a file that exists, even empty, makes ext4
         flush it to disk on close."""
-        return f"{self._tmp}/blob-{secrets.token_hex(16)}"
+        return f"{self._tmp}/blob-p{os.getpid()}-{secrets.token_hex(16)}"
 
     def adopt_file(self, src: str | os.PathLike[str], digest: str) -> None:
         """Move a file whose digest the caller already verified into the CAS."""

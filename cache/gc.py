@@ -29,8 +29,9 @@ class GcReport(msgspec.Struct):
     temp_removed: int = 0  # files and folders left in tmp/ by killed processes
 
 
-# A step's scratch folder is ``tmp/action-p<pid>-…`` (engine/run/runner.py): one whose process
-# still runs on this machine is never removed, however old; ``tmp/live`` is live_logs.py's.
+# Temp names carry their writer's pid (``tmp/blob-p<pid>-…`` from cas.py, ``tmp/action-p<pid>-…``
+# from engine/run/runner.py): one whose process still runs on this machine is never removed,
+# however old (even with --min-age 0 during a build); ``tmp/live`` is live_logs.py's.
 _PID_PREFIX = re.compile(r"^[a-z]+-p(\d+)-")
 
 

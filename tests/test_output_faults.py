@@ -34,19 +34,21 @@ def test_gc_removes_temp_files_of_dead_processes_only(tmp_path: Path, tmp_cache_
     tmp.mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    stale_blob, young_blob = tmp / "blob-0123abcd", tmp / "blob-4567ef01"
+    stale_blob, young_blob = tmp / f"blob-p{dead}-0123abcd", tmp / "blob-4567ef01"
+    live_blob = tmp / f"blob-p{os.getpid()}-89ab"  # being written by a build that runs now
     stale_dir, live_dir = tmp / f"action-p{dead}-x1", tmp / f"action-p{os.getpid()}-x2"
-    for f in (stale_blob, young_blob):
+    for f in (stale_blob, young_blob, live_blob):
         f.write_bytes(b"half a blob")
     for d in (stale_dir, live_dir):
         (d / "out").mkdir(parents=True)
         (d / "out" / "f").write_bytes(b"x")
-    for p in (stale_blob, stale_dir, live_dir):
+    for p in (stale_blob, stale_dir, live_dir, live_blob):
         _age(p, 7200)
     run = mlbuild(ws, "cache", "gc", "--max-size", "10G")
     assert "2 stale temp files" in run.stdout
-    assert sorted(p.name for p in tmp.iterdir()) == sorted([young_blob.name, live_dir.name])
-    assert remove_stale_temp(tmp, 0) == 1  # the young blob, once old enough; the live step's folder stays
+    assert sorted(p.name for p in tmp.iterdir()) == sorted([young_blob.name, live_dir.name, live_blob.name])
+    # --min-age 0 during a build: only the young blob goes, what live processes write stays
+    assert remove_stale_temp(tmp, 0) == 1
 
 
 def test_a_symlink_in_out_is_refused_with_a_message(tmp_path: Path) -> None:
