@@ -40,6 +40,7 @@ __all__ = [
     "consumers",
     "environment",
     "lineage_tree",
+    "query_consumers",
     "resolve_key",
     "resolve_start",
     "Start",
@@ -389,7 +390,7 @@ def _in_outputs(graph: HashGraph, key: str, inside: str, digest: str) -> bool:
         return True  # cannot tell: say nothing
 
 
-def _query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:
+def query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:
     """``consumers(DIGEST[, DEPTH])`` and ``transitive_consumers(DIGEST)`` for ``mlbuild query``."""
     from mlbuild.cache.store import default_cache_dir
     from mlbuild.engine.plan.labels import parse_label
@@ -407,13 +408,3 @@ def _query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:
         return {parse_label(c.label) for c in consumers(store, args[0], depth)}
     finally:
         store.close()
-
-
-def _register() -> None:
-    from mlbuild.engine.inspect.query import EXTRA_FUNCTIONS
-
-    EXTRA_FUNCTIONS["consumers"] = lambda ws, args: _query_consumers(ws, args, transitive=False)
-    EXTRA_FUNCTIONS["transitive_consumers"] = lambda ws, args: _query_consumers(ws, args, transitive=True)
-
-
-_register()

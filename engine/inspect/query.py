@@ -15,8 +15,24 @@ from mlbuild.engine.plan.workspace import Workspace
 
 _TOKEN = re.compile(r"\s*(?:(?P<fn>[a-z_]+)\s*\(|(?P<close>\))|(?P<comma>,)|(?P<word>[^\s(),]+))")
 
-# Functions other parts of mlbuild add (lineage adds ``consumers``): name -> (ws, args) -> labels.
-EXTRA_FUNCTIONS: dict[str, Callable[[Workspace, list[object]], set[Label]]] = {}
+def _consumers(ws: Workspace, args: list[object]) -> set[Label]:
+    from mlbuild.engine.inspect.lineage import query_consumers
+
+    return query_consumers(ws, args, transitive=False)
+
+
+def _transitive_consumers(ws: Workspace, args: list[object]) -> set[Label]:
+    from mlbuild.engine.inspect.lineage import query_consumers
+
+    return query_consumers(ws, args, transitive=True)
+
+
+# Functions over the recorded builds rather than the target graph; their module (lineage) is
+# imported only when a query calls one.
+EXTRA_FUNCTIONS: dict[str, Callable[[Workspace, list[object]], set[Label]]] = {
+    "consumers": _consumers,
+    "transitive_consumers": _transitive_consumers,
+}
 
 
 class _Parser:
@@ -70,8 +86,6 @@ class _Parser:
             return self._deps(args)
         if fn == "rdeps":
             return self._rdeps(args)
-        if fn not in EXTRA_FUNCTIONS:
-            from mlbuild.engine.inspect import lineage  # noqa: F401  (registers consumers, transitive_consumers)
         if fn in EXTRA_FUNCTIONS:
             return EXTRA_FUNCTIONS[fn](self.ws, args)
         raise UserError(f"unknown query function {fn!r}; known: deps, rdeps{''.join(', ' + f for f in EXTRA_FUNCTIONS)}")
