@@ -95,6 +95,10 @@ class LocalExecutor:
         limit = spec.options.timeout
 
         def done(f: Future[bytes]) -> None:
+            if f.cancelled():  # the pool was closed (an interrupted build): never started
+                if not result.done():
+                    result.set_result(ActionOutcome(key=spec.key, error="cancelled: the build stopped", error_kind="infra"))
+                return
             exc = f.exception()
             if exc is None:
                 result.set_result(_dec.decode(f.result()))
