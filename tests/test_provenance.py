@@ -406,7 +406,7 @@ def test_sigterm_interrupts_the_build_and_its_workers(tmp_path: Path, signum: in
         assert record.status == "interrupted" and record.finished is not None and (record.seconds or 0) >= 0
         fate = {a.label: (a.status, a.because) for a in record.actions}
         assert fate["//p:first"][0] == "executed"
-        assert fate["//p:hang"] == ("interrupted", "the build was interrupted")
+        assert fate["//p:hang"] == ("interrupted", "the build was interrupted"), [(a.label, a.status, a.because, a.error) for a in record.actions]
         assert fate["//p:after"] == ("not_run", "the build was interrupted")
         assert all(a.seconds >= 0 for a in record.actions)
         shown = mlbuild(ws, "builds", "show", record.id).stdout

@@ -187,6 +187,7 @@ class _BuildState:
         self.sched: Scheduler[Label] = Scheduler({label: plan.targets[label].deps() for label in plan.order})
         self.hits: list[str] = []
         self.running: dict[Future[ActionOutcome], tuple[Label, Any, float]] = {}
+        self.submitting: tuple[Label, Any] | None = None  # being handed to the executor
         self.specs: dict[Label, Any] = {}
         self.unfetchable: set[str] = set()  # keys whose cached bytes were found gone: run them
         # Filled by the futures' done-callbacks: waiting costs O(1) per action, where
@@ -324,8 +325,11 @@ class _BuildState:
 
     def submit(self, label: Label, spec: Any) -> None:
         self.b.reporter.action_started(str(label))
+        # An interrupt that lands inside submit (the step may already be running) still finds it.
+        self.submitting = (label, spec)
         fut = self.b.executor.submit(spec)
         self.running[fut] = (label, spec, time.monotonic())
+        self.submitting = None
         fut.add_done_callback(self.finished.put)
 
     def reexecute(self, dep: Label, waiting: Label) -> None:
@@ -434,7 +438,10 @@ class _BuildState:
 
     def running_steps(self) -> list[tuple[str, str]]:
         """(label, key) of every step submitted and not finished."""
-        return [(str(label), spec.key) for label, spec, _ in self.running.values()]
+        steps = [(str(label), spec.key) for label, spec, _ in self.running.values()]
+        if self.submitting is not None and all(label != str(self.submitting[0]) for label, _ in steps):
+            steps.append((str(self.submitting[0]), self.submitting[1].key))
+        return steps
 
     def stopped_because(self) -> str:
         """Why steps a finished build has no entry for never ran (a failure without --keep-going)."""
