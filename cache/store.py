@@ -10,19 +10,13 @@ import lmdb
 from mlbuild.cache.cas import CAS
 from mlbuild.cache.errors import is_read_only, store_error
 from mlbuild.cache.index import Index
+from mlbuild.cache.location import default_cache_dir
 from mlbuild.cache.stat_cache import StatCache
 
 
-def default_cache_dir(configured: str | None = None) -> Path:
-    """``MLBUILD_CACHE_DIR``, else the workspace's configured dir, else ``~/.cache/mlbuild``."""
-    env = os.environ.get("MLBUILD_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    if configured:
-        return Path(configured).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "mlbuild"
+def open_store(configured: str | None = None, flag: str | os.PathLike[str] | None = None) -> LocalStore:
+    """The one way a command opens the local store (see ``default_cache_dir`` for which)."""
+    return LocalStore(default_cache_dir(configured, flag))
 
 
 class LocalStore:

@@ -145,17 +145,11 @@ def stats(args: argparse.Namespace) -> int:
 
 def _fsck(args: argparse.Namespace) -> int:
     """Runs on the cache directory itself, without opening the store (its index may be damaged)."""
-    import os
 
     from mlbuild.cache.fsck import fsck
-    from mlbuild.cache.store import default_cache_dir
-    from mlbuild.engine.plan.workspace import Workspace, find_root
+    from mlbuild.engine.run.context import store_dir
 
-    try:
-        configured = Workspace(find_root(os.getcwd())).cache_dir
-    except UserError:
-        configured = None  # outside a workspace: the default cache
-    root = default_cache_dir(configured)
+    root = store_dir()
     report = fsck(root, repair=args.repair, deep=args.deep)
     for line in report.entries_broken:
         print(f"entry {line}{' (dropped)' if args.repair else ''}")

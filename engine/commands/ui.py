@@ -28,19 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cache_dir(args: argparse.Namespace) -> Path:
-    from mlbuild.cache.store import default_cache_dir
-    from mlbuild.engine.plan.workspace import find_root
+    from mlbuild.engine.run.context import store_dir
 
-    if args.cache_dir:
-        return Path(args.cache_dir).expanduser()
-    configured = None
-    try:
-        from mlbuild.engine.plan.workspace import Workspace
-
-        configured = Workspace(find_root(os.getcwd())).cache_dir
-    except UserError:
-        pass  # outside a workspace: the default cache
-    return default_cache_dir(configured)
+    return store_dir(args.cache_dir)
 
 
 def access(host: str) -> tuple[set[str] | None, str | None]:

@@ -392,7 +392,7 @@ def _in_outputs(graph: HashGraph, key: str, inside: str, digest: str) -> bool:
 
 def query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:
     """``consumers(DIGEST[, DEPTH])`` and ``transitive_consumers(DIGEST)`` for ``mlbuild query``."""
-    from mlbuild.cache.store import default_cache_dir
+    from mlbuild.cache.store import open_store
     from mlbuild.engine.plan.labels import parse_label
 
     name = "transitive_consumers" if transitive else "consumers"
@@ -403,7 +403,7 @@ def query_consumers(ws: Any, args: list[object], transitive: bool) -> set[Any]:
         if transitive or not isinstance(args[1], int) or args[1] < 1:
             raise UserError(f"{name}: bad arguments (use consumers(DIGEST) or consumers(DIGEST, DEPTH))")
         depth = args[1]
-    store = LocalStore(default_cache_dir(ws.cache_dir))
+    store = open_store(ws.cache_dir)
     try:
         return {parse_label(c.label) for c in consumers(store, args[0], depth)}
     finally:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlbuild.cache.store import LocalStore, default_cache_dir
+from mlbuild.cache.store import LocalStore, default_cache_dir, open_store
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.plan.planner import Plan, plan, resolve_patterns
@@ -15,7 +15,7 @@ from mlbuild.engine.plan.workspace import Workspace, find_root
 if TYPE_CHECKING:
     from mlbuild.engine.inspect.recorded import Scope
 
-__all__ = ["Context", "open_records"]
+__all__ = ["Context", "find_workspace", "open_records", "store_dir"]
 
 
 class Context:
@@ -31,7 +31,7 @@ class Context:
     @property
     def store(self) -> LocalStore:
         if self._store is None:
-            self._store = LocalStore(self._cache_dir or default_cache_dir(self.ws.cache_dir))
+            self._store = open_store(self.ws.cache_dir, self._cache_dir)
         return self._store
 
     def labels(self, patterns: list[str]) -> list[Label]:
@@ -58,6 +58,21 @@ def open_records(all_workspaces: bool = False) -> tuple[LocalStore, Workspace | 
     try:
         ctx = Context()
     except UserError:
-        return LocalStore(default_cache_dir()), None, "", ALL
+        return open_store(), None, "", ALL
     scope = ALL if all_workspaces else Scope(workspace_id(ctx.ws), str(ctx.ws.root))
     return ctx.store, ctx.ws, ctx.current_package, scope
+
+
+def find_workspace(directory: str | os.PathLike[str] | None = None) -> Workspace | None:
+    """The workspace around ``directory`` (default: the current folder), or None outside one."""
+    try:
+        return Workspace(find_root(Path(directory if directory is not None else os.getcwd())))
+    except UserError:
+        return None
+
+
+def store_dir(flag: str | None = None, directory: str | os.PathLike[str] | None = None) -> Path:
+    """The local store's folder for a command that may run outside a workspace: ``--cache-dir``,
+    else ``MLBUILD_CACHE_DIR``, else the workspace's ``[cache] dir``, else the user's cache."""
+    ws = None if flag else find_workspace(directory)
+    return default_cache_dir(ws.cache_dir if ws is not None else None, flag)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from mlbuild.cache.location import ENV_CACHE_DIR, user_cache_dir
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import ExecutorOptions, RemoteCacheSettings
 
@@ -31,7 +32,6 @@ DEFAULT_REMOTE_TIMEOUT = 5.0
 
 ENV_JOBS = "MLBUILD_JOBS"
 ENV_EXECUTOR = "MLBUILD_EXECUTOR"
-ENV_CACHE_DIR = "MLBUILD_CACHE_DIR"
 ENV_REMOTE = "MLBUILD_REMOTE_CACHE"
 ENV_REMOTE_UPLOAD = "MLBUILD_REMOTE_UPLOAD"
 ENV_REMOTE_TIMEOUT = "MLBUILD_REMOTE_TIMEOUT"
@@ -161,7 +161,7 @@ def resolve_config(settings: BuildSettings, ws: Workspace | None,
         raise UserError(f"-j {jobs}: give at least 1")
     toml_dir = ws.cache_dir if ws is not None else None
     cache_dir = chain.pick("cache.dir", settings.cache_dir, ENV_CACHE_DIR, None,
-                           (toml_dir, "[cache] dir"), str(_default_cache_dir(env)))
+                           (toml_dir, "[cache] dir"), str(user_cache_dir(env)))
     cache_dir = str(Path(cache_dir).expanduser())
     chain.pick("image", None, None, None, (cfg.workspace.image, "[workspace] image") if cfg else None, None)
     strict = chain.pick("strict", settings.strict, ENV_STRICT, _bool,
@@ -196,11 +196,6 @@ def option_settings(options: ExecutorOptions) -> list[Setting]:
     return [Setting(f"executor.{field}", getattr(options, field),
                     "default" if getattr(options, field) == getattr(defaults, field) else "flag")
             for field in options.__struct_fields__]
-
-
-def _default_cache_dir(environ: Mapping[str, str]) -> Path:
-    xdg = environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "mlbuild"
 
 
 def parse_set(values: list[str]) -> dict[str, dict[str, Any]]:
