@@ -468,3 +468,32 @@ def test_reproduce_refuses_untracked_and_ungitted_workspaces(tmp_path: Path) -> 
     assert next(r for r in records() if r.id == dirty).git_dirty is True
     out = mlbuild(ws, "reproduce", dirty, check=False)
     assert out.returncode == 2 and "uncommitted or untracked" in out.stderr
+
+
+def test_a_chain_and_a_fanout_sharing_bytes_draw_their_own_edges(tmp_path: Path) -> None:
+    """Step i of both synthetic builds produces the same bytes: each DAG has only its own edges
+    (digest matching once drew the chain an edge from the fan-out's last step: a cycle)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        from ui_synth import write_build
+    finally:
+        sys.path.pop(0)
+    from mlbuild.engine.ui.views import build_detail
+
+    s = store()
+    try:
+        n = 300
+        fanout = write_build(s, n, "fanout", build_id="20260101-000000-aaaaaa")
+        chain = write_build(s, n, "chain", build_id="20260101-000001-bbbbbb")
+        label = {i: f"//p{i // 100:04d}:t{i}" for i in range(n)}
+        edges = {(e.source, e.target) for e in build_detail(s, chain.id).dag.edges}
+        assert edges == {(label[i - 1], label[i]) for i in range(1, n)}
+        edges = {(e.source, e.target) for e in build_detail(s, fanout.id).dag.edges}
+        assert edges == {(label[0], label[i]) for i in range(1, n)}
+        last = chain.actions[-1].key
+        assert last is not None
+        from mlbuild.engine.inspect.lineage import lineage_tree
+
+        assert len(lineage_tree(s, last, record=chain).nodes) == n
+    finally:
+        s.close()
