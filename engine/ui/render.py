@@ -1,4 +1,5 @@
-"""Artifacts rendered for people: metrics as tables, arrays as summaries, images as images.
+"""Artifacts rendered for people: metrics as tables, arrays as summaries, images as images;
+DataFrames, models, sparse matrices and figures by ``render_codecs``.
 
 ``render_artifact`` turns one stored output (an ``ArtifactRef``) into a list of ``Block``s that
 the page draws. Nothing is ever unpickled, tensors are read as numpy arrays (torch is never
@@ -17,6 +18,7 @@ from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import read_tree
 from mlbuild.rules.codecs import EncodingError, decode_numpy
+from mlbuild.rules.codecs.plain import Encoded
 
 __all__ = ["Block", "render_artifact", "render_value", "png_bytes"]
 
@@ -102,6 +104,20 @@ class Section(Block, tag="section"):
     blocks: list[Block]
 
 
+class Table(Block, tag="table"):
+    """A DataFrame or Series: its first rows (the page shows them a page at a time), dtypes,
+    and per-column statistics (see ``render_codecs``)."""
+
+    kind_of: str  # pandas.DataFrame, polars.Series, ...
+    columns: list[str]
+    dtypes: list[str]
+    index_name: str | None
+    index: list[str]
+    rows: list[list[Any]]
+    total_rows: int
+    stats: list[Any]  # render_codecs.ColumnStats
+
+
 class Note(Block, tag="note"):
     """Why something is not rendered (too large, pickled, corrupt)."""
 
@@ -161,6 +177,10 @@ def render_value(name: str, value: Any) -> list[Block]:
     np = sys.modules.get("numpy")
     if np is not None and isinstance(value, np.ndarray):
         return [_render_array(name, value)]
+    if isinstance(value, Encoded):  # a DataFrame, model, sparse matrix, figure, ...
+        from mlbuild.engine.ui.render_codecs import render_encoded
+
+        return render_encoded(name, value)
     if isinstance(value, dict):
         return [_render_mapping(name, value)]
     if isinstance(value, (list, tuple)):

@@ -16,6 +16,7 @@ function renderBlock(b, depth) {
     case "heatmap": return heatmap(b);
     case "text": return text(b);
     case "files": return files(b, depth);
+    case "table": return table(b);
     case "note": return h("p", { class: "block note" }, h("b", {}, b.name + ": "), b.text);
     default: return h("p", { class: "note" }, `(${b.kind})`);
   }
@@ -37,6 +38,39 @@ function value(v) {
 function scalars(b) {
   return h("table", { class: "block kv" },
     h("tbody", {}, b.rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, value(v))))));
+}
+
+// A DataFrame: its dtypes and column statistics, then its rows a page at a time (the server
+// sends the first rows; render_codecs.py says how many).
+const PAGE_ROWS = 25;
+
+function table(b) {
+  const pages = Math.max(1, Math.ceil(b.rows.length / PAGE_ROWS));
+  let page = 0;
+  const body = h("tbody", {});
+  const where = h("span", { class: "muted" });
+  const draw = () => {
+    body.replaceChildren(...b.rows.slice(page * PAGE_ROWS, (page + 1) * PAGE_ROWS).map((row, i) =>
+      h("tr", {}, h("th", {}, b.index[page * PAGE_ROWS + i]), row.map((v) => h("td", { class: typeof v === "number" ? "r" : null }, value(v))))));
+    const first = page * PAGE_ROWS + 1, last = Math.min(b.rows.length, (page + 1) * PAGE_ROWS);
+    where.textContent = ` rows ${first}–${last} of ${b.total_rows}` + (b.total_rows > b.rows.length ? ` (the first ${b.rows.length} are shown here; download for all)` : "");
+  };
+  const go = (d) => () => { page = Math.min(pages - 1, Math.max(0, page + d)); draw(); };
+  draw();
+  const stats = b.stats.map((c) => h("tr", {}, h("th", {}, c.column), h("td", {}, c.dtype), h("td", { class: "r" }, c.nulls),
+    ["min", "max", "mean", "std"].map((k) => h("td", { class: "r" }, c[k] === null || c[k] === undefined ? "" : value(c[k])))));
+  return h("div", { class: "block frame" },
+    h("h4", {}, b.name, h("span", { class: "muted" }, ` ${b.kind_of} (${b.total_rows} × ${b.columns.length})`)),
+    h("table", { class: "list compact stats" },
+      h("thead", {}, h("tr", {}, ["column", "dtype", "nulls", "min", "max", "mean", "std"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, stats)),
+    h("div", { class: "frame-rows" },
+      h("table", { class: "list compact" },
+        h("thead", {}, h("tr", {}, h("th", {}, b.index_name || ""), b.columns.map((c, i) => h("th", { title: b.dtypes[i] }, c)))),
+        body)),
+    h("div", { class: "pager" },
+      h("button", { type: "button", onclick: go(-1), "aria-label": "previous rows" }, "‹"),
+      h("button", { type: "button", onclick: go(1), "aria-label": "next rows" }, "›"), where));
 }
 
 function array(b) {
