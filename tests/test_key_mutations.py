@@ -527,3 +527,30 @@ def test_cause_of_a_rebuild_under_the_same_key_is_recorded(tmp_path: Path, monke
 def test_at_least_sixty_shapes() -> None:
     shapes = len(CASES) + sum(1 for name in globals() if name.startswith("test_") and name not in ("test_mutation", "test_at_least_sixty_shapes"))
     assert shapes >= 60, shapes
+
+
+def test_why_names_the_traced_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlbuild.cache.store import LocalStore
+    from mlbuild.engine.inspect.lineage_render import cause_text
+    from mlbuild.engine.inspect.why import explain_dry_run, explain_target
+    from mlbuild.engine.plan.workspace import Workspace
+
+    root = tmp_path / "ws"
+    write(root, {**BASE, **MODELS_PKG, **rules("import importlib\nreturn importlib.import_module('lib.models.small').size()")})
+    monkeypatch.chdir(root)
+    build(root, tmp_path / "cache")
+    (root / "lib/models/small.py").write_text("def size():\n    return 2\n")
+    store = LocalStore(tmp_path / "cache")
+    try:
+        dry = {a.label: a for a in explain_dry_run(Workspace(root), store, "//pipe:a").actions}
+        assert dry["//pipe:a"].verdict == "would_rebuild"
+        assert [cause_text(c) for c in dry["//pipe:a"].causes] == ["lib/models/small.py changed (loaded at run time)"]
+    finally:
+        store.close()
+    build(root, tmp_path / "cache")
+    store = LocalStore(tmp_path / "cache")
+    try:
+        done = {a.label: a for a in explain_target(store, "//pipe:a").actions}
+        assert [cause_text(c) for c in done["//pipe:a"].causes] == ["lib/models/small.py changed (loaded at run time)"]
+    finally:
+        store.close()

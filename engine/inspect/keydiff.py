@@ -22,6 +22,7 @@ __all__ = ["Cause", "CauseKind", "KeyDiffer", "config_changes", "same_change"]
 CauseKind = Literal[
     "new_target",  # no earlier key to compare with
     "same_key",  # run again with an unchanged key (--no-cache, a lost cache entry, non-determinism)
+    "traced",  # same key, but the result's trace no longer held (``name`` says what changed)
     "schema",  # the key schema version changed
     "rule",  # the target names another rule function
     "function",  # a project function covered by the code digest: changed, added or removed

@@ -89,6 +89,8 @@ def cause_text(c: Cause) -> str:
     where = f"{c.label}: " if c.label else ""
     if c.kind == "new_target":
         return where + "new target (no earlier key to compare with)"
+    if c.kind == "traced":
+        return where + c.name  # e.g. "lib/zoo.py changed (loaded at run time)"
     if c.kind == "same_key":
         return where + "run again with an unchanged key (--no-cache, a lost cache entry, or a non-deterministic upstream)"
     if c.kind == "function":

@@ -21,7 +21,7 @@ from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.hashgraph import HashGraph
 from mlbuild.engine.inspect.keydiff import Cause, KeyDiffer, same_change
 from mlbuild.engine.inspect.recorded import find_build
-from mlbuild.engine.keys.action_key import action_key, canonical_config, make_key_spec
+from mlbuild.engine.keys.action_key import action_key, make_key_spec
 from mlbuild.engine.keys.actions import ActionFactory
 from mlbuild.engine.keys.environment import env_digest
 from mlbuild.engine.plan.labels import Label, parse_label
@@ -98,7 +98,9 @@ def _explain(graph: HashGraph, differ: KeyDiffer, record: BuildRecord, action: B
     if previous is None:
         return ActionExplanation(label, key, verdict, [Cause("new_target")], error=action.error)
     if previous[0] == key:
-        return ActionExplanation(label, key, verdict, [Cause("same_key")], key, previous[1], action.error)
+        # The key alone did not change: the trace of its cached result named what did.
+        cause = Cause("traced", name=action.cause) if action.cause else Cause("same_key")
+        return ActionExplanation(label, key, verdict, [cause], key, previous[1], action.error)
     # The earlier key that differs is the one that explains a rebuild.
     prev_key, prev_build = previous
     old = graph.action(prev_key)
@@ -229,9 +231,16 @@ def _dry_explain(
         spec, _, _ = factory.key_spec(target, results, target.config)
         key = action_key(spec)
         hit = graph.action(key)
-        if hit is not None:
+        problem = factory.trace_problem(target, hit) if hit is not None else None
+        if hit is not None and problem is None:
             results[lab] = hit
             out[lab] = ActionExplanation(text, key, "up_to_date")
+            return
+        if problem is not None:
+            # Same key, but what its step really loaded or read has changed since.
+            previous = graph.latest_key(text)
+            out[lab] = ActionExplanation(text, key, "would_rebuild", [Cause("traced", name=problem)], previous[0] if previous else None, previous[1] if previous else None)
+            pending_roots[text] = [Cause("traced", name=problem, label=text)]
             return
     else:
         info = factory.rule_info(target)
@@ -244,7 +253,7 @@ def _dry_explain(
             rule=target.rule_id,
             code=info.code,
             inputs=factory.input_digests(partial, results),
-            config=canonical_config(target.config, text),
+            config=factory.keyed_config(target, info, target.config),
             env=env_digest(env),
         )
         key = None

@@ -401,10 +401,11 @@ class CodeHasher:
         looked_up: set[str] = set()
         for name in self._looked_up:
             for candidate in self._candidates(name) if name else []:
-                if (self.root / candidate).is_file():
+                path = self.root / candidate
+                if path.is_file():
                     files.add(candidate)
-                else:
-                    looked_up.add(candidate)
+                elif not path.exists():
+                    looked_up.add(candidate)  # a file or package appearing there changes resolution
         return CodeResult(
             manifest,
             digest_bytes(canonical_bytes(manifest)),

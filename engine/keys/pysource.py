@@ -8,7 +8,6 @@ Nothing here imports the code it reads.
 from __future__ import annotations
 
 import ast
-import copy
 
 # Decorators that run no user code at import (everything else may register the definition
 # somewhere, so a decorated definition counts as an import-time side effect of its module).
@@ -34,8 +33,22 @@ def strip_docstrings(node: ast.AST) -> ast.AST:
 
 
 def normalized_source(node: ast.AST) -> str:
-    """Source with comments, docstrings and formatting normalized away."""
-    return ast.unparse(strip_docstrings(copy.deepcopy(node)))
+    """Source with comments, docstrings and formatting normalized away.
+
+    Docstrings are taken out for the unparse and put back (no deep copy: planning a cold
+    workspace normalizes every reached definition)."""
+    saved: list[tuple[ast.AST, list[ast.stmt]]] = []
+    for n in ast.walk(node):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = n.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                saved.append((n, body))
+                n.body = body[1:] or [ast.Pass()]
+    try:
+        return ast.unparse(node)
+    finally:
+        for n, body in saved:
+            n.body = body  # type: ignore[attr-defined]
 
 
 def normalized_text(data: bytes) -> str | None:

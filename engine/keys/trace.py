@@ -39,24 +39,10 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from mlbuild.cache.digest import digest_bytes, digest_file, digest_value
+from mlbuild.cache.digest import digest_bytes, digest_file
 from mlbuild.cache.records import Trace
 from mlbuild.engine.keys.pysource import normalized_text
-
-_SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
-_MAX_PLAIN_ENV = 120
-
-
-def env_value(name: str, value: str | None) -> str | None:
-    """How a variable's value is kept in a trace: plain when short and not secret-looking,
-    else only its digest (traces travel to a shared cache)."""
-    if value is None:
-        return None
-    upper = name.upper()
-    if len(value) > _MAX_PLAIN_ENV or any(w in upper for w in _SECRET_WORDS):
-        return "xxh3:" + digest_bytes(value.encode(errors="surrogateescape"))
-    return value
-
+from mlbuild.engine.keys.trace_check import env_value, listing_digest
 
 _normalized: dict[str, str] = {}  # raw digest -> normalized digest (per process)
 
@@ -70,16 +56,6 @@ def source_digest(data: bytes, raw: str | None = None) -> str:
         text = normalized_text(data)
         found = _normalized[raw] = raw if text is None else "py:" + digest_bytes(text.encode())
     return found
-
-
-def listing_digest(path: str) -> str:
-    """What a directory listing is recorded as: the digest of its sorted entry names."""
-    try:
-        return "dir:" + digest_value(sorted(os.listdir(path)))
-    except FileNotFoundError:
-        return ""
-    except NotADirectoryError:
-        return "dir:notadir"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +113,7 @@ class _ProjectLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname: str) -> types.CodeType:
         path = self.get_filename(fullname)
+        st = os.stat(path)  # before the read: an edit after it shows as a changed stat
         data = self.get_data(path)
         digest = digest_bytes(data)
         act = _current
@@ -145,6 +122,7 @@ class _ProjectLoader(importlib.machinery.SourceFileLoader):
             # Only what actions import is dropped before the next one: the modules of a process
             # embedding an in-process executor are its own business.
             _project_modules.add(fullname)
+            _load_stats[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
         code = _code_cache.get((path, digest))
         if code is None:
             code = compile(data, path, "exec", dont_inherit=True)
@@ -269,6 +247,22 @@ def install() -> None:
 
 
 _workspaces_seen: set[str] = set()
+# What the last action in this process recorded, and under which rule: the next action of the
+# same rule (and code) keeps the loaded modules when none of their files changed, and starts
+# from that record (a superset of what it would have recorded after a fresh import).
+_carry: dict[str, Any] = {}
+_load_stats: dict[str, tuple[int, int, int]] = {}  # project file -> (size, mtime, inode) when read
+
+
+def _loaded_files_unchanged() -> bool:
+    for path, sig in _load_stats.items():
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns, st.st_ino) != sig:
+            return False
+    return True
 
 
 def _adopt_preloaded(workspace: str) -> None:
@@ -289,7 +283,10 @@ def purge_project_modules() -> None:
     for name in list(_project_modules):
         sys.modules.pop(name, None)
     _project_modules.clear()
-    importlib.invalidate_caches()
+    _load_stats.clear()
+    _carry.clear()
+    # (A project file created since is found: a folder's cached listing is refreshed when the
+    # folder's mtime changes.)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +346,7 @@ def _forget_versions_if_site_changed() -> None:
         _site_state[:] = [now]
         _dist_cache.clear()
         _packages_distributions = None
+        importlib.invalidate_caches()  # importlib.metadata's view of installed distributions
 
 
 def _requires(dist: str) -> list[str]:
@@ -386,7 +384,10 @@ def _requires(dist: str) -> list[str]:
 class ActionTrace:
     """Collects what one action loads and reads; ``finish()`` makes its ``Trace``."""
 
-    def __init__(self, workspace: str, declared: Iterable[str], ignore: Iterable[str], image: bool = False) -> None:
+    def __init__(
+        self, workspace: str, declared: Iterable[str], ignore: Iterable[str], image: bool = False, reuse_key: str | None = None
+    ) -> None:
+        self.reuse_key = reuse_key  # actions with the same key may keep the modules loaded
         self.workspace = os.path.join(os.path.abspath(workspace), "")
         self.declared = tuple(os.path.join(self.workspace, d) for d in declared)
         self.ignore = tuple(os.path.join(os.path.abspath(p), "") for p in ignore)
@@ -406,20 +407,39 @@ class ActionTrace:
         global _current
         install()
         _adopt_preloaded(self.workspace)
-        purge_project_modules()
-        _forget_versions_if_site_changed()
         # Variables an action sets (``os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ...)``)
         # must not leak into the next action of a reused worker: that one would record the
         # leaked value, which the build process never has, and miss on every later lookup.
         self._environ = dict(os.environ)
+        if self.reuse_key is not None and _carry.get("key") == self.reuse_key and _loaded_files_unchanged():
+            loaded, direct, env, opened, listed = _carry["state"]
+            self.loaded, self.direct, self.env = dict(loaded), dict(direct), dict(env)
+            self.opened, self.listed = set(opened), set(listed)
+            # The carried record already holds what project code read before it set anything.
+            os.environ.update(_carry["environ"])
+            for name in _carry["unset"]:
+                os.environ.pop(name, None)
+        else:
+            purge_project_modules()
+        _forget_versions_if_site_changed()
         self.started_ns = time.time_ns()
         _current = self
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         global _current
         _current = None
+        ended = dict(os.environ)
         _restore_environ(self._environ)
+        if exc_type is None and self.reuse_key is not None:
+            _carry["key"] = self.reuse_key
+            _carry["state"] = (dict(self.loaded), dict(self.direct), dict(self.env), set(self.opened), set(self.listed))
+            # Kept modules ran their import-time code once: what it set in the environment
+            # (the setdefault above) must be there again for the next step that keeps them.
+            _carry["environ"] = {k: v for k, v in ended.items() if self._environ.get(k) != v}
+            _carry["unset"] = [k for k in self._environ if k not in ended]
+        else:
+            _carry.clear()
 
     def _from_project(self, frame: Any) -> bool:
         while frame is not None and frame.f_code.co_filename in _ENV_FILES:

@@ -11,11 +11,36 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mlbuild.cache.digest import digest_bytes, digest_value
 from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import Trace
 from mlbuild.cache.stat_cache import StatCache
 from mlbuild.engine.keys.environment import HostEnvironment
-from mlbuild.engine.keys.trace import env_value, listing_digest, source_digest
+
+_SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH")
+_MAX_PLAIN_ENV = 120
+
+
+def env_value(name: str, value: str | None) -> str | None:
+    """How a variable's value is kept in a trace: plain when short and not secret-looking,
+    else only its digest (traces travel to a shared cache)."""
+    if value is None:
+        return None
+    upper = name.upper()
+    if len(value) > _MAX_PLAIN_ENV or any(w in upper for w in _SECRET_WORDS):
+        return "xxh3:" + digest_bytes(value.encode(errors="surrogateescape"))
+    return value
+
+
+def listing_digest(path: str) -> str:
+    """What a directory listing is recorded as: the digest of its sorted entry names."""
+    try:
+        return "dir:" + digest_value(sorted(os.listdir(path)))
+    except FileNotFoundError:
+        return ""
+    except NotADirectoryError:
+        return "dir:notadir"
+
 
 NO_TRACE = "its cached result has no trace (written by an older mlbuild)"
 
@@ -35,6 +60,8 @@ class TraceChecker:
 
     def source(self, path: str) -> str:
         """The digest a trace records for a source file now: of its normalized text."""
+        from mlbuild.engine.keys.trace import source_digest  # only when a traced file needs it
+
         raw = self.digest(path)
         if not raw or raw.startswith("dir:"):
             return raw

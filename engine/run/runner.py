@@ -200,7 +200,14 @@ def run_action(spec: ActionSpec, cas: CAS, hard_stop: bool = False) -> ActionOut
         value: Any = None
         limit = spec.options.timeout or 0.0
         declared = [i.path for i in spec.inputs if i.path is not None]
-        tracer = ActionTrace(spec.workspace, declared, ignore=[str(cas.root), str(cas.tmp)], image=spec.image is not None)
+        tracer = ActionTrace(
+            spec.workspace,
+            declared,
+            ignore=[str(cas.root), str(cas.tmp)],
+            image=spec.image is not None,
+            # The next step of this very rule and code may keep the project modules loaded.
+            reuse_key=f"{spec.workspace}:{spec.rule_file}:{spec.key_spec.code}",
+        )
         with capture_output(log):
             try:
                 with tracer:
