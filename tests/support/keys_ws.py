@@ -4,6 +4,7 @@ can build hundreds of times."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -11,13 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlbuild.cache.store import LocalStore
-from mlbuild.engine.keys.actions import ActionFactory
-from mlbuild.engine.plan.planner import plan, resolve_patterns
-from mlbuild.engine.plan.workspace import Workspace
-from mlbuild.engine.run.build import Builder, BuildOptions
-from mlbuild.engine.run.inline_executor import InlineExecutor
-from mlbuild.engine.run.progress import Reporter
+from mlbuild.engine.run.api import build as engine_build
+from mlbuild.engine.run.settings import BuildSettings
 
 
 class Built:
@@ -30,22 +26,26 @@ class Built:
 
 
 def build(root: Path, cache: Path, patterns: list[str] | None = None, *, overrides: dict[str, dict[str, Any]] | None = None, strict: bool = False) -> Built:
-    ws = Workspace(root)
-    store = LocalStore(cache)
-    try:
-        labels = resolve_patterns(ws, patterns or ["//..."])
-        the_plan = plan(ws, labels)
-        factory = ActionFactory(ws, store)
-        stream = io.StringIO()
-        options = BuildOptions(jobs=1, keep_going=True, overrides=overrides or {}, materialize=False, record=True, strict=strict)
-        builder = Builder(ws, store, factory, lambda: InlineExecutor(str(store.cas.root)), Reporter(stream=stream), options)
-        result = builder.run(the_plan)
-        executed = {a.label for a in result.record.actions if a.status == "executed"}
-        causes = {a.label: a.cause for a in result.record.actions if getattr(a, "cause", None)}
-        outputs = {label: r.result_digest() for label, r in result.results.items()}
-        return Built(executed, outputs, stream.getvalue(), dict(result.failures), causes)
-    finally:
-        store.close()
+    """One build of ``root`` through ``mlbuild.engine.build`` with the inline executor, against
+    the cache in ``cache``; ``log`` is what the build printed (warnings included)."""
+    stream = io.StringIO()
+    settings = BuildSettings(
+        targets=patterns or ["//..."],
+        directory=str(root),
+        executor="inline",
+        jobs=1,
+        cache_dir=str(cache),
+        overrides=overrides or {},
+        keep_going=True,
+        materialize=False,
+        strict=strict,
+    )
+    with contextlib.redirect_stderr(stream):
+        result = engine_build(settings)
+    executed = {a.label for a in result.record.actions if a.status == "executed"}
+    causes = {a.label: a.cause for a in result.record.actions if a.cause}
+    outputs = {label: r.result_digest() for label, r in result.results.items()}
+    return Built(executed, outputs, stream.getvalue(), dict(result.failures), causes)
 
 
 class SysPath:
