@@ -9,6 +9,8 @@ const LOADERS = { inputs, output, code, config, environment, logs, lineage, why 
 
 export async function loadTab(tab, ctx) {
   if (!ctx.key) return pendingNote(ctx.node);
+  // An interrupted step has a key but no result; only its why tab has something to say.
+  if (ctx.node && ctx.node.status === "interrupted" && tab !== "why") return pendingNote(ctx.node);
   return LOADERS[tab](ctx);
 }
 
@@ -17,14 +19,17 @@ function pendingNote(node) {
   const text = {
     running: "This step is running; its result appears here when it finishes.",
     pending: "This step waits for its inputs.",
-    skipped: "This step did not run: something it needs failed, or the build stopped first.",
+    skipped: "This step did not run: something it needs failed.",
+    not_run: "This step never ran: the build ended before it (interrupted, or stopped after a failure).",
+    interrupted: "This step was running when the build was interrupted.",
   }[status] || "This step has no action key.";
   return h("p", { class: "muted" }, text);
 }
 
 async function action(ctx) {
   try {
-    return await api(`/api/actions/${ctx.key}`);
+    // Inputs named by the producers this build recorded for the step.
+    return await api(`/api/actions/${ctx.key}` + (ctx.buildId ? `?build=${encodeURIComponent(ctx.buildId)}` : ""));
   } catch (err) {
     if (err instanceof ApiError && err.status === 404 && ctx.node && ctx.node.status === "failed") return null;
     throw err;
@@ -120,7 +125,7 @@ async function logs(ctx) {
 async function lineage(ctx) {
   const a = await action(ctx);
   if (!a) return failedNote(ctx);
-  const l = await api(`/api/actions/${ctx.key}/lineage`);
+  const l = await api(`/api/actions/${ctx.key}/lineage` + (ctx.buildId ? `?build=${encodeURIComponent(ctx.buildId)}` : ""));
   const link = (key, label) => h("a", { href: "#", class: "run-link", "data-run": key, onclick: (ev) => { ev.preventDefault(); ctx.selectRun(key); } }, label);
   const up = l.upstream.nodes.filter((n) => n.depth > 0);
   const sources = l.upstream.nodes.flatMap((n) => n.sources.map((src) => ({ ...src, of: n.label })));
