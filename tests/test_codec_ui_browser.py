@@ -1,0 +1,97 @@
+"""The text-classification example's outputs in the UI, driven in headless Chromium: the PR
+curve DataFrame as a paginated table with its statistics, the matplotlib plot as an image,
+the random forest as its parameters. Screenshots go to ``test-artifacts/ui/``."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import cli
+
+REPO = Path(__file__).resolve().parent.parent
+SHOTS = REPO / "test-artifacts" / "ui"
+CLI = [sys.executable, "-c", "import sys; from mlbuild.engine.cli import main; sys.exit(main())"]
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def textclf_ui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    ws = tmp_path / "textclf"
+    shutil.copytree(REPO / "examples" / "textclf", ws, ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__"))
+    env = {"MLBUILD_CACHE_DIR": str(tmp_path / "cache")}
+    cli.mlbuild(ws, "build", "//models:evaluate", env=env, executor=None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([*CLI, "ui", "--port", str(port)], cwd=ws, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True, env={**__import__("os").environ, **env})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/api/builds", timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"mlbuild ui did not answer:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _output_of(page: Any, label: str) -> None:
+    page.click(f'g.node[data-label="{label}"]')
+    page.click('.tab[data-tab="output"]')
+    page.wait_for_function("() => !document.querySelector('#panel .tab-body').textContent.startsWith('Loading')",
+                           timeout=TIMEOUT_MS)
+
+
+def test_dataframes_models_and_plots_render_in_the_browser(browser: Any, textclf_ui: str) -> None:
+    errors: list[str] = []
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(textclf_ui + "/")
+    page.click("a.build-link")
+    page.wait_for_selector('g.node[data-label="//models:evaluate"]')
+
+    _output_of(page, "//models:evaluate")
+    frame = page.wait_for_selector(".block.frame")
+    assert "pandas.DataFrame" in frame.inner_text()
+    header = page.eval_on_selector_all(".block.frame .frame-rows thead th", "els => els.map(e => e.textContent)")
+    assert header[1:] == ["precision", "recall", "threshold"]
+    stats = page.eval_on_selector_all(".block.frame table.stats tbody tr th", "els => els.map(e => e.textContent)")
+    assert stats == ["precision", "recall", "threshold"]
+    pager = page.inner_text(".block.frame .pager")
+    assert "rows 1–25 of" in pager
+    page.click('.block.frame .pager button[aria-label="next rows"]')
+    assert "rows 26–50 of" in page.inner_text(".block.frame .pager")
+    assert page.locator('figure.block.image img[alt="plot"]').count() == 1
+    assert "avg_prec" in page.inner_text("#panel .tab-body")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "codec-evaluate.png"), full_page=True)
+
+    _output_of(page, "//models:train")
+    page.wait_for_selector("table.kv")
+    body = page.inner_text("#panel .tab-body")
+    assert "sklearn.ensemble._forest.RandomForestClassifier" in body and "n_estimators" in body
+    page.screenshot(path=str(SHOTS / "codec-model.png"), full_page=True)
+    assert errors == []
+    context.close()
