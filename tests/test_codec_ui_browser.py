@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support import cli
 
 REPO = Path(__file__).resolve().parent.parent
