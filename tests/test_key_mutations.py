@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support.keys_ws import Built, SysPath, build, fake_dist
 from support.workspace import write_files as write
@@ -554,3 +556,43 @@ def test_why_names_the_traced_cause(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert [cause_text(c) for c in done["//pipe:a"].causes] == ["lib/models/small.py changed (loaded at run time)"]
     finally:
         store.close()
+
+
+def test_remote_hit_is_checked_against_the_reader_s_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate's result travels with its trace; a checkout where a module the step loaded at
+    run time differs takes nothing from the remote for that step."""
+    import shutil
+
+    remote = f"file://{tmp_path / 'remote'}"
+    files = {**BASE, **MODELS_PKG, **rules("import importlib\nreturn importlib.import_module('lib.models.small').size()")}
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    write(alice, files)
+    monkeypatch.chdir(alice)
+    first = build(alice, tmp_path / "cache-alice", remote=remote)
+    assert first.executed == {"//pipe:a", "//pipe:b", "//pipe:c"}
+    shutil.copytree(alice, bob)
+    monkeypatch.chdir(bob)
+    same = build(bob, tmp_path / "cache-bob", remote=remote)
+    assert same.executed == set() and same.remote_hits == {"//pipe:a", "//pipe:b", "//pipe:c"}
+    (bob / "lib/models/small.py").write_text("def size():\n    return 2\n")
+    changed = build(bob, tmp_path / "cache-bob-2", remote=remote)
+    assert changed.executed == {"//pipe:a", "//pipe:b"}
+    assert changed.remote_hits == {"//pipe:c"}
+    assert changed.causes["//pipe:a"] == "lib/models/small.py changed (loaded at run time)"
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    defaults=st.dictionaries(st.sampled_from(["alpha", "beta", "gamma", "delta"]), st.integers(-3, 3), min_size=1),
+    data=st.data(),
+)
+def test_config_written_at_its_defaults_is_one_key(defaults: dict[str, int], data: st.DataObject) -> None:
+    """Any subset of fields written explicitly at their default gives the key of writing none."""
+    from mlbuild.engine.keys.actions import merge_defaults
+
+    explicit = data.draw(st.lists(st.sampled_from(sorted(defaults)), unique=True))
+    given_cfg = {k: defaults[k] for k in explicit}
+    assert merge_defaults(defaults, given_cfg) == merge_defaults(defaults, {}) == defaults
+    other = data.draw(st.sampled_from(sorted(defaults)))
+    changed = merge_defaults(defaults, {other: defaults[other] + 1})
+    assert changed != defaults

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlbuild.engine.run.api import build as engine_build
-from mlbuild.engine.run.settings import BuildSettings
+from mlbuild.engine.run.settings import BuildSettings, RemoteSettings
 
 
 class Built:
@@ -23,9 +23,18 @@ class Built:
         self.log = log
         self.failures = failures
         self.causes = causes
+        self.remote_hits: set[str] = set()
 
 
-def build(root: Path, cache: Path, patterns: list[str] | None = None, *, overrides: dict[str, dict[str, Any]] | None = None, strict: bool = False) -> Built:
+def build(
+    root: Path,
+    cache: Path,
+    patterns: list[str] | None = None,
+    *,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    strict: bool = False,
+    remote: str | None = None,
+) -> Built:
     """One build of ``root`` through ``mlbuild.engine.build`` with the inline executor, against
     the cache in ``cache``; ``log`` is what the build printed (warnings included)."""
     stream = io.StringIO()
@@ -39,13 +48,17 @@ def build(root: Path, cache: Path, patterns: list[str] | None = None, *, overrid
         keep_going=True,
         materialize=False,
         strict=strict,
+        remote=RemoteSettings(url=remote, enabled=remote is not None),
     )
     with contextlib.redirect_stderr(stream):
         result = engine_build(settings)
     executed = {a.label for a in result.record.actions if a.status == "executed"}
+    remote_hits = {a.label for a in result.record.actions if a.status == "remote"}
     causes = {a.label: a.cause for a in result.record.actions if a.cause}
     outputs = {label: r.result_digest() for label, r in result.results.items()}
-    return Built(executed, outputs, stream.getvalue(), dict(result.failures), causes)
+    built = Built(executed, outputs, stream.getvalue(), dict(result.failures), causes)
+    built.remote_hits = remote_hits
+    return built
 
 
 class SysPath:
