@@ -16,7 +16,6 @@ msgpack's tensor extension is read back as a numpy array. Nothing is ever unpick
 
 from __future__ import annotations
 
-import math
 import struct
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,6 +24,7 @@ import msgspec
 from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.records import ArtifactRef
 from mlbuild.cache.trees import read_tree
+from mlbuild.engine.inspect.array_diff import ArrayDiff, diff_arrays, diff_named_arrays, short
 from mlbuild.rules.codecs import decode_numpy, read_safetensors
 from mlbuild.rules.codecs.plain import Encoded
 
@@ -45,22 +45,6 @@ __all__ = [
 ]
 
 MAX_DIFFERENCES = 20  # structural differences listed before "… and N more"
-_REPR_WIDTH = 80
-
-
-class ArrayDiff(msgspec.Struct, kw_only=True):
-    """How one array or tensor differs. ``differing`` counts elements whose bits differ."""
-
-    name: str
-    old_shape: list[int] | None = None
-    new_shape: list[int] | None = None
-    old_dtype: str | None = None
-    new_dtype: str | None = None
-    total: int = 0
-    differing: int | None = None  # None when shapes differ (no element-wise comparison)
-    max_abs: float | None = None
-    max_rel: float | None = None
-    note: str | None = None  # "added", "removed", "shape changed", …
 
 
 class ValueDiff(msgspec.Struct):
@@ -97,93 +81,6 @@ class ArtifactDiff(msgspec.Struct, kw_only=True):
 # ------------------------------------------------------------------------------- arrays
 
 
-def _bit_mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per element: do the bit patterns differ? (same dtype and shape)."""
-    import numpy as np
-
-    item = a.dtype.itemsize
-    if a.size == 0 or item == 0:
-        return np.zeros(a.shape, dtype=bool)
-    ra = np.frombuffer(np.ascontiguousarray(a).tobytes(), dtype=np.uint8).reshape(-1, item)
-    rb = np.frombuffer(np.ascontiguousarray(b).tobytes(), dtype=np.uint8).reshape(-1, item)
-    return np.asarray((ra != rb).any(axis=1)).reshape(a.shape)
-
-
-def _numeric(a: np.ndarray) -> bool:
-    import numpy as np
-
-    return bool(np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_)
-
-
-def _magnitudes(old: np.ndarray, new: np.ndarray) -> tuple[float | None, float | None]:
-    """Largest |new - old| and |new - old| / |old| over the given (differing) elements."""
-    import numpy as np
-
-    if old.size == 0 or not (_numeric(old) and _numeric(new)):
-        return None, None
-    kind = np.complex128 if (np.iscomplexobj(old) or np.iscomplexobj(new)) else np.float64
-    o = old.astype(kind)
-    n = new.astype(kind)
-    with np.errstate(all="ignore"):
-        delta = np.abs(n - o)
-        ref = np.abs(o)
-        rel = np.where(ref > 0, delta / np.where(ref > 0, ref, 1.0), np.where(delta > 0, np.inf, 0.0))
-    finite = ~np.isnan(delta)
-    if not finite.any():
-        return math.nan, math.nan
-    return float(delta[finite].max()), float(rel[finite].max())
-
-
-def diff_arrays(name: str, old: np.ndarray, new: np.ndarray) -> ArrayDiff | None:
-    """None when the two arrays are bit-for-bit identical (same shape, dtype and bytes)."""
-    import numpy as np
-
-    old = np.asarray(old)
-    new = np.asarray(new)
-    d = ArrayDiff(
-        name=name,
-        old_shape=list(old.shape),
-        new_shape=list(new.shape),
-        old_dtype=str(old.dtype),
-        new_dtype=str(new.dtype),
-        total=int(new.size),
-    )
-    if old.shape != new.shape:
-        d.note = "shape changed"
-        return d
-    if old.dtype == new.dtype:
-        mismatch = _bit_mismatch(old, new)
-    else:
-        d.note = "dtype changed"
-        if not (_numeric(old) and _numeric(new)):
-            return d
-        with np.errstate(all="ignore"):
-            mismatch = ~((old == new) | (np.isnan(old.astype(np.complex128)) & np.isnan(new.astype(np.complex128))))
-    count = int(mismatch.sum())
-    if count == 0 and old.dtype == new.dtype:
-        return None
-    d.differing = count
-    if count:
-        d.max_abs, d.max_rel = _magnitudes(old[mismatch], new[mismatch])
-    return d
-
-
-def _diff_named_arrays(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> list[ArrayDiff]:
-    diffs: list[ArrayDiff] = []
-    for name in sorted(set(old) | set(new)):
-        if name not in new:
-            a = old[name]
-            diffs.append(ArrayDiff(name=name, old_shape=list(a.shape), old_dtype=str(a.dtype), note="removed"))
-        elif name not in old:
-            b = new[name]
-            diffs.append(ArrayDiff(name=name, new_shape=list(b.shape), new_dtype=str(b.dtype), total=int(b.size), note="added"))
-        else:
-            d = diff_arrays(name, old[name], new[name])
-            if d is not None:
-                diffs.append(d)
-    return diffs
-
-
 def _load_npy(data: bytes) -> np.ndarray:
     import io
 
@@ -193,11 +90,6 @@ def _load_npy(data: bytes) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- plain data
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _REPR_WIDTH else text[: _REPR_WIDTH - 1] + "…"
 
 
 def _is_array(value: Any) -> bool:
@@ -259,9 +151,9 @@ class _DataDiffer:
             for k in sorted(set(a) | set(b), key=repr):
                 sub = f"{path}.{k}" if path else str(k)
                 if k not in b:
-                    self._value(sub, _short(a[k]), "(removed)")
+                    self._value(sub, short(a[k]), "(removed)")
                 elif k not in a:
-                    self._value(sub, "(absent)", _short(b[k]))
+                    self._value(sub, "(absent)", short(b[k]))
                 else:
                     self.walk(sub, a[k], b[k])
         elif isinstance(a, list) and isinstance(b, list):
@@ -270,7 +162,7 @@ class _DataDiffer:
             if len(a) != len(b):
                 self._value(f"{path} length", str(len(a)), str(len(b)))
         elif not _same_scalar(a, b):
-            self._value(path, _short(a), _short(b))
+            self._value(path, short(a), short(b))
 
 
 def diff_data(old: Any, new: Any, limit: int = MAX_DIFFERENCES) -> ArtifactDiff:
@@ -286,10 +178,10 @@ def diff_data(old: Any, new: Any, limit: int = MAX_DIFFERENCES) -> ArtifactDiff:
 def diff_bytes(codec: str, old: bytes, new: bytes) -> ArtifactDiff:
     """How two encodings of a value in ``codec`` differ."""
     if codec == "npy":
-        diffs = _diff_named_arrays({"value": _load_npy(old)}, {"value": _load_npy(new)})
+        diffs = diff_named_arrays({"value": _load_npy(old)}, {"value": _load_npy(new)})
         return ArtifactDiff(kind="arrays", arrays=diffs, note=None if diffs else "same values, different bytes")
     if codec == "safetensors":
-        diffs = _diff_named_arrays(read_safetensors(old), read_safetensors(new))
+        diffs = diff_named_arrays(read_safetensors(old), read_safetensors(new))
         return ArtifactDiff(kind="arrays", arrays=diffs, note=None if diffs else "same tensors, different bytes (header or order)")
     if codec == "msgpack":
         a = decode_numpy("msgpack", old)
@@ -315,9 +207,9 @@ def _read(cas: CAS, digest: str) -> bytes | None:
 
 def _file_arrays(path: str, old: bytes, new: bytes) -> list[ArrayDiff]:
     if path.endswith(".npy"):
-        return _diff_named_arrays({path: _load_npy(old)}, {path: _load_npy(new)})
+        return diff_named_arrays({path: _load_npy(old)}, {path: _load_npy(new)})
     if path.endswith(".safetensors"):
-        return _diff_named_arrays(read_safetensors(old), read_safetensors(new))
+        return diff_named_arrays(read_safetensors(old), read_safetensors(new))
     return []
 
 

@@ -14,20 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from mlbuild.engine.inspect.artifact_diff import (
+from mlbuild.engine.inspect.array_diff import (
     ArrayDiff,
     _bit_mismatch,
-    _DataDiffer,
-    _diff_named_arrays,
     _magnitudes,
     _numeric,
-    _short,
     diff_arrays,
+    diff_named_arrays,
+    short,
 )
 from mlbuild.rules.codecs.arrays import read_safetensors
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from mlbuild.engine.inspect.artifact_diff import _DataDiffer
 
 __all__ = ["TableDiff", "diff_encoded"]
 
@@ -199,7 +200,7 @@ def diff_sparse(name: str, old: bytes, new: bytes) -> ArrayDiff | None:
     ma, mb = read_npz(old), read_npz(new)
     a, b = _coords(ma), _coords(mb)
     if a is None or b is None:
-        diffs = _diff_named_arrays({f"{name}.{k}": v for k, v in ma.items()}, {f"{name}.{k}": v for k, v in mb.items()})
+        diffs = diff_named_arrays({f"{name}.{k}": v for k, v in ma.items()}, {f"{name}.{k}": v for k, v in mb.items()})
         return diffs[0] if diffs else None
     fa, sa, ka, va = a
     fb, sb, kb, vb = b
@@ -252,11 +253,11 @@ def _diff_model(differ: _DataDiffer, name: str, old: bytes, new: bytes) -> None:
                         differ.add_array(d)
                 continue
         if key not in pb:
-            differ.add_value(path, _short(x), "(removed)")
+            differ.add_value(path, short(x), "(removed)")
         elif key not in pa:
-            differ.add_value(path, "(absent)", _short(y))
+            differ.add_value(path, "(absent)", short(y))
         elif x != y:
-            differ.add_value(path, _short(x), _short(y))
+            differ.add_value(path, short(x), short(y))
 
 
 def _diff_module(differ: _DataDiffer, name: str, old: bytes, new: bytes) -> None:
@@ -265,7 +266,7 @@ def _diff_module(differ: _DataDiffer, name: str, old: bytes, new: bytes) -> None
     ma, mb = metadata(old), metadata(new)
     for key in sorted(set(ma) | set(mb)):
         if ma.get(key) != mb.get(key):
-            differ.add_value(f"{name}.{key.removeprefix('mlbuild.')}", _short(ma.get(key)), _short(mb.get(key)))
-    for d in _diff_named_arrays({f"{name}.{k}": v for k, v in read_safetensors(old).items()},
+            differ.add_value(f"{name}.{key.removeprefix('mlbuild.')}", short(ma.get(key)), short(mb.get(key)))
+    for d in diff_named_arrays({f"{name}.{k}": v for k, v in read_safetensors(old).items()},
                                 {f"{name}.{k}": v for k, v in read_safetensors(new).items()}):
         differ.add_array(d)
