@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from mlbuild.engine.ui import blocks as r
 from mlbuild.rules.codecs.plain import Encoded
 
 if TYPE_CHECKING:
-    from mlbuild.engine.ui.render import Block
+    from collections.abc import Callable
+
+    from mlbuild.engine.ui.blocks import Block
 
 __all__ = ["ColumnStats", "render_encoded", "render_table"]
 
@@ -39,23 +42,17 @@ class ColumnStats(msgspec.Struct):
     std: float | None = None
 
 
-def _block_types() -> Any:
-    from mlbuild.engine.ui import render
-
-    return render
-
-
-def render_encoded(name: str, value: Encoded) -> list[Block]:
-    r = _block_types()
+def render_encoded(name: str, value: Encoded, render_array: Callable[[str, Any], Block]) -> list[Block]:
+    """``render_array`` draws the arrays inside a value (render.py's, passed in)."""
     try:
         if value.codec == "arrow":
             return [render_table(name, value.data)]
         if value.codec == "sparse":
-            return [_sparse(name, value.data)]
+            return [_sparse(name, value.data, render_array)]
         if value.codec == "skops":
             return [_model(name, value.data)]
         if value.codec in ("torch-module", "tensor-dataset"):
-            return [_module(name, value.codec, value.data)]
+            return [_module(name, value.codec, value.data, render_array)]
         if value.codec == "matplotlib":
             drawn = msgspec.msgpack.decode(value.data)
             return [r.Image(name, "data:image/png;base64," + base64.b64encode(drawn["png"]).decode())]
@@ -112,7 +109,7 @@ def render_table(name: str, data: bytes) -> Block:
     kind = meta.get("kind", "pandas.DataFrame")
     # A named index is stored as a column of its name; an unnamed one as __index_level_N__.
     index_name = ", ".join(c for c in index_cols if not c.startswith("__index_level_")) or None
-    return _block_types().Table(name, kind, shown, [s.dtype for s in stats], index_name, index, rows, table.num_rows, stats)
+    return r.Table(name, kind, shown, [s.dtype for s in stats], index_name, index, rows, table.num_rows, stats)
 
 
 _NUMERIC_IDS: set[int] = set()
@@ -126,8 +123,7 @@ def _numeric_ids() -> None:
         _NUMERIC_IDS.add(t.id)
 
 
-def _sparse(name: str, data: bytes) -> Block:
-    r = _block_types()
+def _sparse(name: str, data: bytes, render_array: Callable[[str, Any], Block]) -> Block:
     from mlbuild.rules.codecs.sparse import read_npz
 
     m = read_npz(data)
@@ -140,12 +136,11 @@ def _sparse(name: str, data: bytes) -> Block:
                                    ("density", round(nnz / cells, 6) if cells else 0), ("dtype", str(m["data"].dtype))]
     blocks: list[Block] = [r.Scalars(name, rows)]
     if nnz:
-        blocks.append(r._render_array(f"{name} (stored values)", m["data"].reshape(-1)))
+        blocks.append(render_array(f"{name} (stored values)", m["data"].reshape(-1)))
     return r.Section(name, blocks)
 
 
 def _model(name: str, data: bytes) -> Block:
-    r = _block_types()
     from mlbuild.rules.codecs.estimator import parameters, read_arrays
 
     params = parameters(data)
@@ -174,8 +169,7 @@ def _model(name: str, data: bytes) -> Block:
     return r.Section(name, blocks)
 
 
-def _module(name: str, codec: str, data: bytes) -> Block:
-    r = _block_types()
+def _module(name: str, codec: str, data: bytes, render_array: Callable[[str, Any], Block]) -> Block:
     from mlbuild.rules.codecs.arrays import read_safetensors
     from mlbuild.rules.codecs.torch_module import metadata
 
@@ -187,14 +181,13 @@ def _module(name: str, codec: str, data: bytes) -> Block:
     rows += [("tensors", len(tensors)), ("parameters", int(sum(t.size for t in tensors.values())))]
     blocks: list[Block] = [r.Scalars(name, rows)]
     for key in list(tensors)[:MAX_TENSORS]:
-        blocks.append(r._render_array(key, tensors[key]))
+        blocks.append(render_array(key, tensors[key]))
     if len(tensors) > MAX_TENSORS:
         blocks.append(r.Note(name, f"{len(tensors) - MAX_TENSORS} more tensors not shown"))
     return r.Section(name, blocks)
 
 
 def _plotly(name: str, data: bytes) -> list[Block]:
-    r = _block_types()
     figure = json.loads(data)
     traces = figure.get("data", [])
     rows: list[tuple[str, Any]] = [("traces", len(traces))]
