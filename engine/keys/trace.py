@@ -199,13 +199,23 @@ def _env_getitem(self: Any, key: Any) -> Any:
     return value
 
 
-def _restore_environ(saved: dict[str, str]) -> None:
-    """Put ``os.environ`` (and the process environment under it) back to ``saved``."""
-    for name in [n for n in os.environ if n not in saved]:
-        del os.environ[name]
-    for name, value in saved.items():
-        if os.environ.get(name) != value:
-            os.environ[name] = value
+def _environ_raw() -> dict[Any, Any]:
+    """A copy of the process environment as ``os.environ`` keeps it (no per-variable decoding:
+    this runs twice per action)."""
+    return dict(os.environ._data)  # type: ignore[attr-defined]
+
+
+def _restore_environ(saved: dict[Any, Any]) -> None:
+    """Put ``os.environ`` (and the process environment under it) back to ``saved`` (raw)."""
+    data = os.environ._data  # type: ignore[attr-defined]
+    if data == saved:
+        return
+    decode_key, decode_value = os.environ.decodekey, os.environ.decodevalue
+    for raw in [k for k in data if k not in saved]:
+        del os.environ[decode_key(raw)]
+    for raw, value in saved.items():
+        if data.get(raw) != value:
+            os.environ[decode_key(raw)] = decode_value(value)
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -399,7 +409,7 @@ class ActionTrace:
         self.listed: set[str] = set()
         self._caller_kind: dict[str, bool] = {}
         self.started_ns = 0
-        self._environ: dict[str, str] = {}
+        self._environ: dict[Any, Any] = {}
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -410,7 +420,7 @@ class ActionTrace:
         # Variables an action sets (``os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ...)``)
         # must not leak into the next action of a reused worker: that one would record the
         # leaked value, which the build process never has, and miss on every later lookup.
-        self._environ = dict(os.environ)
+        self._environ = _environ_raw()
         if self.reuse_key is not None and _carry.get("key") == self.reuse_key and _loaded_files_unchanged():
             loaded, direct, env, opened, listed = _carry["state"]
             self.loaded, self.direct, self.env = dict(loaded), dict(direct), dict(env)
@@ -429,15 +439,17 @@ class ActionTrace:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         global _current
         _current = None
-        ended = dict(os.environ)
+        ended = _environ_raw()
         _restore_environ(self._environ)
         if exc_type is None and self.reuse_key is not None:
             _carry["key"] = self.reuse_key
             _carry["state"] = (dict(self.loaded), dict(self.direct), dict(self.env), set(self.opened), set(self.listed))
             # Kept modules ran their import-time code once: what it set in the environment
             # (the setdefault above) must be there again for the next step that keeps them.
-            _carry["environ"] = {k: v for k, v in ended.items() if self._environ.get(k) != v}
-            _carry["unset"] = [k for k in self._environ if k not in ended]
+            decode_key, decode_value = os.environ.decodekey, os.environ.decodevalue
+            changed = ended != self._environ
+            _carry["environ"] = {decode_key(k): decode_value(v) for k, v in ended.items() if self._environ.get(k) != v} if changed else {}
+            _carry["unset"] = [decode_key(k) for k in self._environ if k not in ended] if changed else []
         else:
             _carry.clear()
 
