@@ -5,6 +5,7 @@ read that record, never a digest lookup, another workspace's builds or today's B
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -224,6 +225,17 @@ def test_show_after_set_and_by_build(ws: Path) -> None:
     assert mlbuild(ws, "show", "--json", "--set", '//src:c.who="hundred"', "//src:c").json()["//src:c"]["value"]["who"] == "hundred"
     missing = mlbuild(ws, "show", "--set", '//src:c.who="never"', "//src:c", check=False)
     assert missing.returncode == 2 and "is not built" in missing.stderr
+
+
+def test_show_in_a_fresh_cache_reads_the_remote(ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    remote = f"file://{tmp_path / 'team-cache'}"
+    build(ws, "//src:c", "--remote-cache", remote)
+    monkeypatch.setenv("MLBUILD_CACHE_DIR", str(tmp_path / "fresh-cache"))  # another machine, say
+    shutil.rmtree(ws / "mlbuild-out")
+    assert mlbuild(ws, "show", "//src:c", check=False).returncode == 2  # nothing here, no remote
+    shown = mlbuild(ws, "show", "--json", "--remote-cache", remote, "//src:c").json()["//src:c"]
+    assert shown["value"]["who"] == "c" and "build" not in shown
+    assert (ws / "mlbuild-out" / "src" / "c.value.msgpack").is_file()
 
 
 # -- a past build is drawn from its record ---------------------------------------------------------

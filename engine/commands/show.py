@@ -3,6 +3,8 @@
 Which result: the one of the latest build of this workspace where the target succeeded (so
 after ``mlbuild //x --set //x.n=100``, ``show //x`` shows that build's result); ``--build ID``
 that build's; ``--set`` the result today's BUILD.py gives with those overrides, if it is cached.
+With no build of this workspace recorded (a fresh clone, a cleared cache), the result today's
+BUILD.py resolves to in the local or remote cache (``--remote-cache``).
 The outputs are written under ``mlbuild-out/`` when they are not there already; replacing
 other outputs there is said on stderr, never done silently.
 """
@@ -81,6 +83,7 @@ def _recorded(
     record = find_build(ctx.store, args.build, scope) if args.build else None
     results: dict[Label, ActionResult] = {}
     origin: dict[Label, str] = {}
+    unrecorded: list[Label] = []
     for label in labels:
         if record is not None:
             action = next((a for a in reversed(record.actions) if a.label == str(label)), None)
@@ -91,8 +94,8 @@ def _recorded(
         else:
             found = graph.latest_build(str(label))
             if found is None:
-                raise UserError(f"{label} is not built, or out of date: run `mlbuild build {label}` first "
-                                "(no build of this workspace has a result of it)")
+                unrecorded.append(label)
+                continue
             key, build_id = found[1], found[0].id
         result = graph.action(key)
         if result is None and remote is not None:
@@ -105,6 +108,12 @@ def _recorded(
                 f"build it again: mlbuild build {label}"
             )
         results[label], origin[label] = result, build_id
+    if unrecorded:
+        # No build of this workspace (a fresh clone, a cleared cache): what today's BUILD.py
+        # resolves to in the local or remote cache, as a build would find it.
+        found_now = _with_overrides(ctx, unrecorded, args)
+        for label in unrecorded:
+            results[label], origin[label] = found_now[label], ""
     return results, origin
 
 
@@ -119,6 +128,8 @@ def _with_overrides(ctx: Context, labels: list[Label], args: argparse.Namespace)
     out = {}
     for label in labels:
         r = result.results.get(str(label))
+        if r is None and not args.overrides:
+            raise UserError(f"{label} is not built, or out of date: run `mlbuild build {label}` first")
         if r is None:
             raise UserError(f"{label} with {' '.join(args.overrides)} is not built: run `mlbuild build {label} "
                             f"{' '.join('--set ' + s for s in args.overrides)}` first")
@@ -161,7 +172,7 @@ def _materialize(ctx: Context, results: dict[Label, ActionResult], origin: Any, 
     for label, result in results.items():
         current = read_markers(materializer.package_dir(label)).get(label.name)
         if current is not None and current != result.result_digest():
-            which = f"build {origin[label]}'s" if isinstance(origin, dict) else "the --set"
+            which = "the --set" if not isinstance(origin, dict) else f"build {origin[label]}'s" if origin[label] else "the cached"
             print(f"mlbuild: note: {output_dir(ctx.ws, label).relative_to(ctx.ws.root)}/{label.name} held other "
                   f"outputs of {label} (result {current[:12]}); replacing them with {which} result "
                   f"{result.result_digest()[:12]}", file=sys.stderr)
