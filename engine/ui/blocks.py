@@ -41,6 +41,7 @@ class ArraySummary(Block, tag="array"):
     histogram: Histogram | None = None
     preview: list[Any] | None = None  # the first values, flattened
     images: list[str] = []  # data: URLs of the array (or its first items) drawn as images
+    series: list[float] | None = None  # a 1-D numeric array (a per-epoch curve), for a line chart
 
 
 class Image(Block, tag="image"):
@@ -50,10 +51,14 @@ class Image(Block, tag="image"):
 
 
 class Heatmap(Block, tag="heatmap"):
-    """A confusion matrix: rows are true classes, columns predicted ones."""
+    """A square numeric matrix (a confusion matrix, a similarity matrix…), drawn as colours;
+    ``counts`` when its values are integers (then rows are read as true classes, columns as
+    predicted ones)."""
 
     matrix: list[list[float]]
     max: float
+    min: float = 0.0
+    counts: bool = True
 
 
 class Text(Block, tag="text"):

@@ -38,6 +38,7 @@ MAX_TEXT = 256 * 1024  # characters of text shown inline
 MAX_INLINE_FILES = 24  # files of a tree rendered inline (the rest are only listed)
 MAX_SCALAR_LIST = 32  # short lists of numbers are shown in a table row, longer ones as arrays
 HIST_BINS = 20
+MAX_SERIES = 2000  # points of a 1-D array's line chart
 IMAGE_EXTS = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
               ".webp": "image/webp"}
 TEXT_EXTS = {".txt", ".md", ".log", ".csv", ".tsv", ".yaml", ".yml", ".toml", ".py", ".cfg", ".ini"}
@@ -129,7 +130,7 @@ def _render_mapping(name: str, value: dict[Any, Any]) -> Block:
             rows.append((key, _scalar(v)))
         elif isinstance(v, (list, tuple)) and _is_number_list(v) and len(v) <= MAX_SCALAR_LIST:
             rows.append((key, [_scalar(x) for x in v]))
-        elif key.lower().startswith("confusion") and _is_square_matrix(v):
+        elif _is_square_matrix(v):
             blocks.append(_render_heatmap(key, v))
         else:
             blocks.extend(render_value(key, v))
@@ -172,22 +173,33 @@ def _is_number_list(v: Any) -> bool:
     return bool(v) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
 
 
+MAX_HEATMAP = 64  # sides of a square matrix drawn as a heatmap
+
+
 def _is_square_matrix(v: Any) -> bool:
+    """A matrix by its shape, whatever its name: square, 2..64 wide, numbers. (uint8 squares
+    of 16 and more are pictures, and drawn as images.)"""
     np = sys.modules.get("numpy")
     if np is None or not isinstance(v, np.ndarray):
         return False
-    return v.ndim == 2 and v.shape[0] == v.shape[1] and 0 < v.shape[0] <= 100 and v.dtype.kind in "iu"
+    if v.ndim != 2 or v.shape[0] != v.shape[1] or not 2 <= v.shape[0] <= MAX_HEATMAP:
+        return False
+    if v.dtype == np.uint8 and v.shape[0] >= 16:
+        return False
+    return v.dtype.kind in "iuf" and bool(np.isfinite(v).all())
 
 
 def _render_heatmap(name: str, arr: Any) -> Heatmap:
     matrix = arr.astype(float).tolist()
-    return Heatmap(name, matrix, float(arr.max()) if arr.size else 0.0)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    counts = arr.dtype.kind in "iu"
+    return Heatmap(name, matrix, hi, min(lo, 0.0) if counts else lo, counts)
 
 
 def _render_array(name: str, arr: Any) -> Block:
     import numpy as np
 
-    if _is_square_matrix(arr) and name.lower().startswith("confusion"):
+    if _is_square_matrix(arr):
         return _render_heatmap(name, arr)
     summary = ArraySummary(name, list(arr.shape), str(arr.dtype), int(arr.size))
     if arr.size and arr.dtype.kind in "biuf":
@@ -203,6 +215,11 @@ def _render_array(name: str, arr: Any) -> Block:
         summary.images = [_data_url(png_bytes(img)) for img in _image_samples(arr)]
     if arr.size:
         summary.preview = [_scalar(x) for x in arr.reshape(-1)[:16].tolist()]
+    if arr.ndim == 1 and 2 <= arr.size and arr.dtype.kind in "biuf":
+        step = max(1, arr.size // MAX_SERIES)  # a long curve is thinned to what a chart can show
+        series = arr[::step].astype(np.float64)
+        if np.isfinite(series).all():
+            summary.series = [float(x) for x in series]
     return summary
 
 

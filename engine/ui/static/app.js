@@ -19,7 +19,7 @@ async function route() {
       await buildsPage(root);
     } else if ((m = path.match(/^\/builds\/([^/]+)$/))) {
       nav("builds");
-      document.title = `Build ${m[1]} · mlbuild`;
+      document.title = `Build ${m[1]} · mlbuild`;  // the page names it fully once loaded
       await buildPage(root, m[1]);
     } else if (path === "/targets") {
       nav("targets");
@@ -31,7 +31,11 @@ async function route() {
       document.title = `${label} · mlbuild`;
       await targetPage(root, label);
     } else {
-      root.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "/" }, "All builds")));
+      nav(null);
+      document.title = "Not found · mlbuild";
+      root.replaceChildren(h("section", { class: "not-found" }, h("h1", {}, "Not found"),
+        h("p", {}, "Nothing lives at ", h("code", {}, location.pathname), " in this UI."),
+        h("p", {}, h("a", { href: "/builds" }, "All builds"), " · ", h("a", { href: "/targets" }, "All targets"))));
     }
   } catch (err) {
     root.replaceChildren(errorBox(err));

@@ -29,6 +29,9 @@ function section(b, depth) {
 }
 
 function value(v) {
+  if (Array.isArray(v) && v.length >= 3 && v.every((x) => typeof x === "number")) {
+    return h("div", { class: "series" }, lineChart(v, "values"), h("span", { class: "list muted" }, v.map(num).join(", ")));
+  }
   if (Array.isArray(v)) return h("span", { class: "list" }, v.map(num).join(", "));
   if (typeof v === "number") return h("span", { class: "num" }, num(v));
   if (typeof v === "boolean" || v === null) return h("span", { class: "lit" }, String(v));
@@ -82,6 +85,7 @@ function array(b) {
       h("table", { class: "kv compact" }, h("tbody", {}, stats.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, typeof v === "number" ? num(v) : v))))),
       b.histogram ? histogram(b.histogram) : null,
     ),
+    b.series && b.series.length >= 2 ? lineChart(b.series, b.name, b.size) : null,
     b.images.length ? h("div", { class: "thumbs" }, b.images.map((src, i) => h("img", { src, alt: `${b.name}[${i}]`, title: `${b.name}[${i}]` }))) : null,
     b.preview ? h("div", { class: "preview muted" }, "first values: ", b.preview.map(num).join(", "), b.size > b.preview.length ? ", …" : "") : null,
   );
@@ -106,16 +110,41 @@ function histogram(hist) {
   );
 }
 
+// A line chart of a series (per-epoch losses, a curve), drawn as SVG by the page itself.
+export function lineChart(values, name, total = values.length) {
+  const W = 320, H = 110, L = 44, B = 18, T = 8, R = 8;
+  let lo = Math.min(...values), hi = Math.max(...values);
+  if (lo === hi) { lo -= 1; hi += 1; }
+  const n = values.length;
+  const x = (i) => L + (n === 1 ? 0 : (i / (n - 1)) * (W - L - R));
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  const d = values.map((v, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join("");
+  const last = values[n - 1];
+  return h("figure", { class: "chart" },
+    s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": `${name}: line chart of ${n} values from ${num(values[0])} to ${num(last)}` },
+      s("line", { x1: L, y1: H - B + 0.5, x2: W - R, y2: H - B + 0.5, class: "axis" }),
+      s("line", { x1: L - 0.5, y1: T, x2: L - 0.5, y2: H - B, class: "axis" }),
+      s("text", { x: L - 4, y: T + 8, class: "tick", "text-anchor": "end" }, num(hi)),
+      s("text", { x: L - 4, y: H - B, class: "tick", "text-anchor": "end" }, num(lo)),
+      s("text", { x: L, y: H - 4, class: "tick" }, "0"),
+      s("text", { x: W - R, y: H - 4, class: "tick", "text-anchor": "end" }, String(total - 1)),
+      s("path", { d, class: "line" }),
+      n <= 60 ? values.map((v, i) => s("circle", { cx: x(i), cy: y(v), r: 2.2, class: "pt" }, s("title", {}, `${i}: ${num(v)}`))) : null),
+    h("figcaption", { class: "muted" }, `${total} values, last ${num(last)}${total > n ? ` (every ${Math.ceil(total / n)}th drawn)` : ""}`));
+}
+
 function heatmap(b) {
   const n = b.matrix.length;
-  const cell = n > 20 ? 18 : 34;
+  const cell = n > 20 ? 14 : n > 10 ? 24 : 34;
   const pad = 28;
   const size = n * cell;
   const cells = [];
+  const lo = b.min ?? 0, span = b.max - lo;
   b.matrix.forEach((row, i) => row.forEach((v, j) => {
-    const t = b.max > 0 ? v / b.max : 0;
+    const t = span > 0 ? (v - lo) / span : 0;
+    const what = b.counts === false ? `row ${i}, column ${j}` : `true ${i}, predicted ${j}`;
     cells.push(s("rect", { x: pad + j * cell, y: pad + i * cell, width: cell - 1, height: cell - 1, fill: heat(t), class: i === j ? "diag" : "" },
-      s("title", {}, `true ${i}, predicted ${j}: ${num(v)}`)));
+      s("title", {}, `${what}: ${num(v)}`)));
     if (cell >= 30) cells.push(s("text", { x: pad + j * cell + cell / 2, y: pad + i * cell + cell / 2 + 4, "text-anchor": "middle", class: t > 0.55 ? "cell light" : "cell" }, num(v)));
   }));
   const ticks = [];
@@ -124,8 +153,8 @@ function heatmap(b) {
     ticks.push(s("text", { x: pad - 6, y: pad + k * cell + cell / 2 + 4, "text-anchor": "end", class: "tick" }, k));
   }
   return h("figure", { class: "block heatmap" },
-    h("h4", {}, b.name, h("span", { class: "muted" }, ` ${n}×${n}, rows: true, columns: predicted`)),
-    s("svg", { width: pad + size + 4, height: pad + size + 4, role: "img", "aria-label": b.name }, cells, ticks));
+    h("h4", {}, b.name, h("span", { class: "muted" }, ` ${n}×${n}` + (b.counts === false ? `, ${num(lo)} to ${num(b.max)}` : ", rows: true, columns: predicted"))),
+    s("svg", { viewBox: `0 0 ${pad + size + 4} ${pad + size + 4}`, width: pad + size + 4, height: pad + size + 4, role: "img", "aria-label": b.name }, cells, ticks));
 }
 
 function heat(t) {
@@ -145,12 +174,12 @@ function text(b) {
 
 function files(b, depth) {
   return h("div", { class: "block files" },
-    h("table", { class: "list" },
+    h("div", { class: "table-scroll" }, h("table", { class: "list" },
       h("thead", {}, h("tr", {}, h("th", {}, "file"), h("th", { class: "r" }, "size"), h("th", {}, ""))),
       h("tbody", {}, b.files.map((f) => h("tr", {},
-        h("td", { class: "mono" }, f.path),
+        h("td", { class: "mono ellipsis-cell", title: f.path }, f.path),
         h("td", { class: "r" }, bytes(f.size)),
         h("td", {}, h("a", { href: f.url, download: f.path.split("/").pop() }, "download"))))),
-      h("tfoot", {}, h("tr", {}, h("td", {}, b.files.length === 1 ? "1 file" : `${b.files.length} files`), h("td", { class: "r" }, bytes(b.total)), h("td", {})))),
+      h("tfoot", {}, h("tr", {}, h("td", {}, b.files.length === 1 ? "1 file" : `${b.files.length} files`), h("td", { class: "r" }, bytes(b.total)), h("td", {}))))),
     b.rendered.length ? h("div", { class: "rendered" }, renderBlocks(b.rendered, depth + 1)) : null);
 }

@@ -6,6 +6,7 @@ export function h(tag, attrs = {}, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") el.className = v;
     else if (k === "text") el.textContent = v;
+    else if (k === "style") el.style.cssText = v;  // through the CSSOM: the CSP forbids style attributes
     else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
@@ -50,6 +51,38 @@ export async function api(path) {
   try { body = await resp.json(); } catch { body = null; }
   if (!resp.ok) throw new ApiError(resp.status, (body && body.error) || `${resp.status} ${resp.statusText}`);
   return body;
+}
+
+// A resource polled while something runs: asks with If-None-Match, so an unchanged answer
+// is a 304 with no body. get() resolves to the data when it changed, null when it did not.
+export class Polled {
+  constructor(path) { this.path = path; this.etag = null; this.data = null; }
+  async get() {
+    const headers = { Accept: "application/json" };
+    if (this.etag) headers["If-None-Match"] = this.etag;
+    const resp = await fetch(this.path, { headers, cache: "no-cache" });
+    if (resp.status === 304) return null;
+    let body = null;
+    try { body = await resp.json(); } catch { body = null; }
+    if (!resp.ok) throw new ApiError(resp.status, (body && body.error) || `${resp.status} ${resp.statusText}`);
+    this.etag = resp.headers.get("ETag");
+    this.data = body;
+    return body;
+  }
+}
+
+// Python's shlex.join: words a POSIX shell reads back as they were.
+export function shellJoin(argv) {
+  return argv.map((w) => (w !== "" && /^[\w@%+=:,./-]+$/.test(w) ? w : "'" + w.replace(/'/g, "'\"'\"'") + "'")).join(" ");
+}
+
+// t2 before t10: digit runs compare as numbers.
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+export const naturalCompare = collator.compare;
+
+// Replace an element's text only when it changed (a text selection in it survives otherwise).
+export function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
 }
 
 export function bytes(n) {
@@ -112,5 +145,22 @@ export function buildHref(id, run, tab) {
 }
 
 export function errorBox(err) {
-  return h("div", { class: "error" }, err.message || String(err));
+  return h("div", { class: "error", role: "alert" }, err.message || String(err));
+}
+
+// The status chips of a counts object, in a fixed order.
+const ORDER = ["failed", "running", "pending", "executed", "remote", "cached", "skipped"];
+export function chips(counts) {
+  return Object.entries(counts).sort((a, b) => ORDER.indexOf(a[0]) - ORDER.indexOf(b[0]))
+    .map(([k, v]) => h("span", { class: `chip st-${k}` }, `${v} ${k}`));
+}
+
+// What a build was asked to build, in a line: the patterns, and how many targets they named.
+export function targetSummary(b, link = true) {
+  const shown = (b.patterns && b.patterns.length ? b.patterns : b.targets).slice(0, 3);
+  const words = shown.map((t, i) => [i ? ", " : "", link && !t.includes("...") && !t.startsWith(":") ? h("a", { href: targetHref(t), title: t }, t) : h("span", { title: t }, t)]);
+  const count = b.target_count ?? b.targets.length;
+  const more = (b.patterns && b.patterns.length ? b.patterns.length : count) - shown.length;
+  const note = count !== shown.length || more > 0 ? h("span", { class: "muted" }, ` (${count} target${count === 1 ? "" : "s"})`) : null;
+  return [words, more > 0 ? ` +${more}` : "", note];
 }

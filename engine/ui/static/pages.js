@@ -1,15 +1,15 @@
 // The builds list, the targets list and a target's history.
 
-import { ago, api, badge, buildHref, errorBox, h, seconds, short, targetHref, when } from "./dom.js";
+import { Polled, ago, api, badge, buildHref, chips, errorBox, h, naturalCompare, seconds, short, targetHref, targetSummary, when } from "./dom.js";
 
 const STATUSES = ["", "running", "succeeded", "failed", "interrupted", "abandoned"];
-const LIST_POLL_MS = 2000;
+const LIST_POLL_MS = 1500;
 
 export async function buildsPage(root) {
   // The filters are view settings: they live in the query string.
   const q = new URLSearchParams(location.search);
   const field = (name, attrs) => h("input", { name, value: q.get(name) || "", ...attrs });
-  const status = h("select", { name: "status" }, STATUSES.map((st) => h("option", { value: st, selected: (q.get("status") || "") === st }, st || "any status")));
+  const status = h("select", { name: "status", "aria-label": "status" }, STATUSES.map((st) => h("option", { value: st, selected: (q.get("status") || "") === st }, st || "any status")));
   // Which workspace's builds: the server's default (the one `mlbuild ui` started in), all, or one.
   const workspace = h("select", { name: "workspace", "aria-label": "workspace" },
     h("option", { value: "" }, "this workspace"), h("option", { value: "all", selected: q.get("workspace") === "all" }, "all workspaces"));
@@ -19,58 +19,106 @@ export async function buildsPage(root) {
     }
   }).catch(() => {});
   const form = h("form", { class: "filters", role: "search" },
-    field("target", { placeholder: "target, e.g. //models:resnet", size: 28, "aria-label": "target" }),
+    field("target", { placeholder: "target, e.g. //models:resnet", size: 28, "aria-label": "target", type: "search" }),
     status,
     workspace,
-    field("commit", { placeholder: "commit", size: 12, "aria-label": "commit" }),
+    field("commit", { placeholder: "commit", size: 12, "aria-label": "commit", type: "search" }),
     h("button", { type: "submit" }, "Filter"));
-  const table = h("div", { class: "builds-table" }, h("p", { class: "muted" }, "Loading…"));
-  root.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Builds"), form), table);
+  const box = h("div", { class: "builds-table" }, h("p", { class: "muted" }, "Loading…"));
+  root.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Builds"), form), box);
+  const list = new BuildList(box);
 
+  let polled = new Polled("/api/builds" + location.search);
   const apply = () => {
     const params = new URLSearchParams();
     for (const el of form.elements) if (el.name && el.value) params.set(el.name, el.value);
     const qs = params.toString();
     history.replaceState(null, "", location.pathname + (qs ? "?" + qs : ""));
+    polled = new Polled("/api/builds" + location.search);
     load();
   };
   form.addEventListener("submit", (ev) => { ev.preventDefault(); apply(); });
   status.addEventListener("change", apply);
   workspace.addEventListener("change", apply);
 
+  // Asked again only while a build runs (new steps, a new status), and when the page comes
+  // back into view; each time with If-None-Match, so an unchanged list costs a 304.
   let timer = null;
   async function load() {
     clearTimeout(timer);
+    if (!root.isConnected) return;
     let data;
     try {
-      data = await api("/api/builds" + location.search);
+      data = await polled.get();
     } catch (err) {
-      table.replaceChildren(errorBox(err));
+      box.replaceChildren(errorBox(err));
       return;
     }
-    table.replaceChildren(data.builds.length ? buildsTable(data) : h("p", { class: "muted empty" }, "No builds recorded in this cache yet. Run mlbuild //some:target, and it appears here."));
-    const running = data.builds.some((b) => b.status === "running");
+    if (data) list.show(data, [...new URLSearchParams(location.search).keys()].length > 0);
+    const running = (polled.data ? polled.data.builds : []).some((b) => b.status === "running");
     document.getElementById("live").hidden = !running;
-    // Keep the list current: new builds appear, running ones move on.
-    timer = setTimeout(load, LIST_POLL_MS);
+    if (running) timer = setTimeout(load, LIST_POLL_MS);
   }
+  const again = () => { if (document.visibilityState === "visible") load(); };
+  document.addEventListener("visibilitychange", again);
+  window.addEventListener("focus", again);
   await load();
 }
 
-function buildsTable(data) {
-  return h("table", { class: "list builds" },
-    h("thead", {}, h("tr", {}, ["status", "build", "targets", "started", "took", "steps", "commit", "by", "workspace"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, data.builds.map((b) => h("tr", { "data-build": b.id },
-      h("td", {}, badge(b.status)),
-      h("td", {}, h("a", { href: buildHref(b.id), class: "mono build-link" }, b.id)),
-      h("td", {}, b.targets.map((t, i) => [i ? ", " : "", h("a", { href: targetHref(t) }, t)])),
-      h("td", { title: when(b.started) }, ago(b.started)),
-      h("td", {}, b.finished ? seconds(b.seconds ?? Math.max(0, b.finished - b.started)) : "…"),
-      h("td", { class: "counts" }, Object.entries(b.counts).map(([k, v]) => h("span", { class: `chip st-${k}` }, `${v} ${k}`))),
-      h("td", { class: "mono" }, b.git_commit ? short(b.git_commit) + (b.git_dirty ? "*" : "") : "—"),
-      h("td", {}, `${b.user}@${b.host}`),
-      h("td", { class: "mono", title: b.workspace }, b.workspace.split("/").pop())))),
-    data.total > data.builds.length ? h("caption", {}, `${data.builds.length} of ${data.total}`) : null);
+// The builds table, updated row by row: a row whose build did not change is left alone, so
+// focus and a text selection in it survive every refresh.
+class BuildList {
+  constructor(box) {
+    this.box = box;
+    this.rows = new Map();
+    this.tbody = h("tbody", {});
+    this.caption = h("caption", {});
+    this.table = h("div", { class: "table-scroll" }, h("table", { class: "list builds" },
+      h("thead", {}, h("tr", {}, ["status", "build", "targets", "started", "took", "steps", "commit", "by", "workspace"].map((t) => h("th", { scope: "col" }, t)))),
+      this.tbody, this.caption));
+  }
+
+  show(data, filtered) {
+    if (!data.builds.length) {
+      this.rows.clear();
+      this.tbody.replaceChildren();
+      this.box.replaceChildren(filtered
+        ? h("p", { class: "muted empty" }, "No build matches these filters. ", h("a", { href: "/builds" }, "Show all builds"), ".")
+        : h("p", { class: "muted empty" }, "No builds recorded in this cache yet. Run mlbuild //some:target, and it appears here."));
+      return;
+    }
+    if (this.table.parentNode !== this.box) this.box.replaceChildren(this.table);
+    const keep = new Map();
+    let before = this.tbody.firstChild;
+    for (const b of data.builds) {
+      const sig = JSON.stringify([b.status, b.finished, b.counts]);
+      let row = this.rows.get(b.id);
+      if (!row || row.sig !== sig) {
+        const el = buildRow(b);
+        if (row) row.el.replaceWith(el);
+        row = { el, sig };
+      }
+      keep.set(b.id, row);
+      if (row.el !== before) this.tbody.insertBefore(row.el, before);
+      else before = before.nextSibling;
+    }
+    for (const [id, row] of this.rows) if (!keep.has(id)) row.el.remove();
+    this.rows = keep;
+    this.caption.textContent = data.total > data.builds.length ? `${data.builds.length} of ${data.total}` : "";
+  }
+}
+
+function buildRow(b) {
+  return h("tr", { "data-build": b.id },
+    h("td", {}, badge(b.status)),
+    h("td", {}, h("a", { href: buildHref(b.id), class: "mono build-link" }, b.id)),
+    h("td", { class: "targets-cell" }, targetSummary(b)),
+    h("td", { title: when(b.started) }, ago(b.started)),
+    h("td", {}, b.finished ? seconds(b.seconds ?? Math.max(0, b.finished - b.started)) : "…"),
+    h("td", { class: "counts" }, chips(b.counts)),
+    h("td", { class: "mono" }, b.git_commit ? short(b.git_commit) + (b.git_dirty ? "*" : "") : "—"),
+    h("td", { class: "ellipsis-cell", title: `${b.user}@${b.host}` }, `${b.user}@${b.host}`),
+    h("td", { class: "mono ellipsis-cell", title: b.workspace }, b.workspace.split("/").pop()));
 }
 
 export async function targetsPage(root) {
@@ -79,7 +127,7 @@ export async function targetsPage(root) {
     const data = await api("/api/targets");
     root.replaceChildren(h("h1", {}, "Targets"),
       data.targets.length
-        ? h("ul", { class: "targets" }, data.targets.map((t) => h("li", {}, h("a", { href: targetHref(t) }, t))))
+        ? targetList(data.targets)
         : h("p", { class: "muted" }, "No target has been built yet."));
   } catch (err) {
     root.append(errorBox(err));
@@ -98,7 +146,7 @@ export async function targetPage(root, label) {
   root.replaceChildren(
     h("div", { class: "page-head" }, h("h1", {}, "History of ", h("span", { class: "mono" }, label)),
       h("a", { href: "/builds?target=" + encodeURIComponent(label) }, "its builds")),
-    h("table", { class: "list history" },
+    h("div", { class: "table-scroll" }, h("table", { class: "list history" },
       h("thead", {}, h("tr", {}, ["build", "started", "step", "key", "took", "what changed in its key"].map((t) => h("th", {}, t)))),
       h("tbody", {}, data.entries.map((e) => h("tr", {},
         h("td", {}, h("a", { href: buildHref(e.build_id, e.key || label, "output"), class: "mono" }, e.build_id), " ", badge(e.build_status)),
@@ -106,7 +154,25 @@ export async function targetPage(root, label) {
         h("td", {}, badge(e.status)),
         h("td", { class: "mono", title: e.key || "" }, short(e.key) || "—"),
         h("td", {}, e.status === "executed" || e.status === "failed" ? seconds(e.seconds) : ""),
-        h("td", { class: "changes" }, e.texts.length ? h("ul", {}, e.texts.map((t) => h("li", {}, t))) : h("span", { class: "muted" }, sameNote(e, data.entries))))))));
+        h("td", { class: "changes" }, e.texts.length ? h("ul", {}, e.texts.map((t) => h("li", {}, t))) : h("span", { class: "muted" }, sameNote(e, data.entries)))))))));
+}
+
+// Every built label, in natural order, with a filter; at most LIST_MAX links at once.
+const LIST_MAX = 500;
+function targetList(targets) {
+  const sorted = targets.slice().sort(naturalCompare);
+  const input = h("input", { type: "search", placeholder: "filter targets", "aria-label": "filter targets" });
+  const ul = h("ul", { class: "targets" });
+  const note = h("p", { class: "muted" });
+  const draw = () => {
+    const q = input.value.trim().toLowerCase();
+    const hits = q ? sorted.filter((t) => t.toLowerCase().includes(q)) : sorted;
+    ul.replaceChildren(...hits.slice(0, LIST_MAX).map((t) => h("li", {}, h("a", { href: targetHref(t), title: t }, t))));
+    note.textContent = hits.length > LIST_MAX ? `${LIST_MAX} of ${hits.length} shown: filter to find the rest.` : hits.length ? "" : "No target matches this filter.";
+  };
+  input.addEventListener("input", draw);
+  draw();
+  return h("div", {}, input, note, ul);
 }
 
 function sameNote(e, entries) {

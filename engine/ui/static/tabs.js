@@ -8,10 +8,47 @@ export const TABS = ["inputs", "output", "code", "config", "environment", "logs"
 const LOADERS = { inputs, output, code, config, environment, logs, lineage, why };
 
 export async function loadTab(tab, ctx) {
+  if (ctx.node && ctx.node.status === "running" && tab === "logs") return liveLog(ctx);
   if (!ctx.key) return pendingNote(ctx.node);
   // An interrupted step has a key but no result; only its why tab has something to say.
   if (ctx.node && ctx.node.status === "interrupted" && tab !== "why") return pendingNote(ctx.node);
   return LOADERS[tab](ctx);
+}
+
+const LIVE_POLL_MS = 700;
+
+// The log of a running step, as it grows: whole lines appended, the view kept at its end
+// unless the reader scrolled up. Polling stops when the panel shows something else or the
+// step ends (the build page then shows the stored log).
+function liveLog(ctx) {
+  const pre = h("pre", { class: "log live", "aria-live": "off" });
+  const note = h("p", { class: "muted" }, "Running: its output appears as it prints it.");
+  const wrap = h("div", {}, note, pre);
+  let next = null;
+  async function poll() {
+    if (!ctx.alive() || !wrap.isConnected && next !== null) return;
+    let chunk = null;
+    try {
+      chunk = await api(`/api/live/${ctx.node.label.replace(/^\/\//, "")}` + (next === null ? "" : `?offset=${next}`));
+    } catch {
+      chunk = null;
+    }
+    if (chunk && chunk.running) {
+      if (chunk.text) {
+        const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        pre.append(document.createTextNode(chunk.text));
+        if (atEnd) pre.scrollTop = pre.scrollHeight;
+      }
+      next = chunk.next;
+      pre.dataset.size = String(chunk.size);
+    } else if (chunk && !chunk.running && next !== null) {
+      note.textContent = "The step finished; its stored log replaces this when the build's record shows it.";
+      return;
+    }
+    if (ctx.alive()) setTimeout(poll, LIVE_POLL_MS);
+  }
+  poll();
+  return wrap;
 }
 
 function pendingNote(node) {
@@ -119,7 +156,7 @@ async function logs(ctx) {
   const log = await api(`/api/logs/${digest}`);
   return h("div", {}, err,
     log.truncated ? h("p", { class: "muted" }, `Last ${bytes(log.text.length)} of ${bytes(log.size)}; `, h("a", { href: `/api/blobs/${digest}?name=log.txt` }, "download all")) : null,
-    h("pre", { class: "log" }, log.text));
+    h("pre", { class: "log", tabindex: 0 }, log.text));
 }
 
 async function lineage(ctx) {
