@@ -51,7 +51,9 @@ export async function buildsPage(root) {
     try {
       data = await polled.get();
     } catch (err) {
-      box.replaceChildren(errorBox(err));
+      // Keep what is shown; a server busy or restarting is asked again while builds ran.
+      if (!polled.data) box.replaceChildren(errorBox(err));
+      else timer = setTimeout(load, 4 * LIST_POLL_MS);
       return;
     }
     if (data) list.show(data, [...new URLSearchParams(location.search).keys()].length > 0);
