@@ -230,16 +230,16 @@ def test_layout_toggle_and_back_agree(browser: Any, server: str, store: LocalSto
 
 def test_phone_width_and_dark_theme(browser: Any, server: str, big: BuildRecord, store: LocalStore) -> None:
     small = ui_synth.write_build(store, 8, "fanout")
-    pages = [("/builds", "a.build-link"), (f"/builds/{big.id}", "svg.dag g.group"),
-             (f"/builds/{small.id}#run=//p0000:t5&tab=config", "#panel pre.json"), ("/targets", "ul.targets a"),
-             ("/builds?target=nothing-matches", ".empty")]
+    pages = [("builds", "/builds", "a.build-link"), ("build-10000", f"/builds/{big.id}", "svg.dag g.group"),
+             ("build-step", f"/builds/{small.id}#run=//p0000:t5&tab=config", "#panel pre.json"),
+             ("targets", "/targets", "ul.targets a"), ("empty-filter", "/builds?target=nothing-matches", ".empty")]
     page, errors = open_page(browser, server + "/builds", width=390, height=844, scheme="dark")
-    for path, ready in pages:
+    for name, path, ready in pages:
         page.goto(server + path)
         page.wait_for_selector(ready)
         width, inner = page.evaluate("[document.scrollingElement.scrollWidth, innerWidth]")
         assert width <= inner, f"{path}: the page scrolls sideways ({width} > {inner})"
-        shot(page, "phone-dark" + path.replace("/", "-").split("?")[0].split("#")[0])
+        shot(page, f"phone-dark-{name}", full=name == "build-step")
     # The empty filter says so, not "no builds recorded".
     assert "No build matches these filters" in page.inner_text(".empty")
     # On the build page the graph takes the full width, the panel comes below it.

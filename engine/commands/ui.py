@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     host = args.host if ":" not in args.host else f"[{args.host}]"
     url = f"http://{host}:{server.server_port}"
     if args.host not in LOOPBACK:
-        print(f"mlbuild ui: warning: listening on {args.host}: anyone who can reach it can read the cache",
-              file=sys.stderr)
+        print(f"mlbuild ui: warning: listening on {args.host}: anyone who has the URL below (with its token) "
+              "can read the cache", file=sys.stderr)
     pid = os.getpid()
     write_state(root, UiState(url=url, pid=pid, token=token))
 
@@ -100,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    import threading
+
+    from mlbuild.engine.ui.server import warm_layouts
+
+    # The newest builds' layouts, ready before anyone asks (a 10,000-step one takes about a second).
+    threading.Thread(target=warm_layouts, args=(store,), daemon=True, name="ui-warm").start()
     shown = url + "/" + (f"?token={token}" if token else "")
     print(f"mlbuild ui: serving {root} at {shown} (Ctrl-C to stop)", flush=True)
     if args.open:

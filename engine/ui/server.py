@@ -31,7 +31,7 @@ from mlbuild.engine.ui import views
 if TYPE_CHECKING:
     from flask import Flask, Response
 
-__all__ = ["create_app", "LOOPBACK_HOSTS", "content_disposition"]
+__all__ = ["create_app", "LOOPBACK_HOSTS", "content_disposition", "warm_layouts"]
 
 _json = msgspec.json.Encoder()
 _PAGE_ROUTES = ("/", "/builds", "/builds/<build_id>", "/targets", "/targets/<path:label>")
@@ -270,6 +270,15 @@ def create_app(
         return error(str(exc), 400)
 
     return app
+
+
+def warm_layouts(store: LocalStore, count: int = 3) -> None:
+    """Lay out the ``count`` newest builds, so that their pages open without that wait."""
+    try:
+        for summary in views.list_builds(store, limit=count).builds:
+            views.build_detail(store, summary.id)
+    except Exception:  # noqa: BLE001 - only a head start: a request lays out the build itself
+        pass
 
 
 def _key(text: str) -> str:

@@ -97,7 +97,10 @@ class BuildList {
       let row = this.rows.get(b.id);
       if (!row || row.sig !== sig) {
         const el = buildRow(b);
-        if (row) row.el.replaceWith(el);
+        if (row) {
+          if (before === row.el) before = el;  // it takes the old row's place
+          row.el.replaceWith(el);
+        }
         row = { el, sig };
       }
       keep.set(b.id, row);
