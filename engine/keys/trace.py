@@ -41,22 +41,7 @@ from typing import Any
 
 from mlbuild.cache.digest import digest_bytes, digest_file
 from mlbuild.cache.records import Trace
-from mlbuild.engine.keys.pysource import normalized_text
-from mlbuild.engine.keys.trace_check import env_value, listing_digest
-
-_normalized: dict[str, str] = {}  # raw digest -> normalized digest (per process)
-
-
-def source_digest(data: bytes, raw: str | None = None) -> str:
-    """What a trace records for a source file: the digest of its normalized text (comments,
-    docstrings and formatting do not count), or of its bytes when it does not parse."""
-    raw = raw or digest_bytes(data)
-    found = _normalized.get(raw)
-    if found is None:
-        text = normalized_text(data)
-        found = _normalized[raw] = raw if text is None else "py:" + digest_bytes(text.encode())
-    return found
-
+from mlbuild.engine.keys.trace_check import env_value, listing_digest, source_digest
 
 # ---------------------------------------------------------------------------------------------
 # Where a file belongs: the standard library, an installed distribution, mlbuild, or the project.

@@ -21,6 +21,22 @@ _SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "
 _MAX_PLAIN_ENV = 120
 
 
+_normalized: dict[str, str] = {}  # raw digest -> normalized digest (per process)
+
+
+def source_digest(data: bytes, raw: str | None = None) -> str:
+    """What a trace records for a source file: the digest of its normalized text (comments,
+    docstrings and formatting do not count), or of its bytes when it does not parse."""
+    raw = raw or digest_bytes(data)
+    found = _normalized.get(raw)
+    if found is None:
+        from mlbuild.engine.keys.pysource import normalized_text  # only when a traced file needs it
+
+        text = normalized_text(data)
+        found = _normalized[raw] = raw if text is None else "py:" + digest_bytes(text.encode())
+    return found
+
+
 def env_value(name: str, value: str | None) -> str | None:
     """How a variable's value is kept in a trace: plain when short and not secret-looking,
     else only its digest (traces travel to a shared cache)."""
@@ -60,7 +76,6 @@ class TraceChecker:
 
     def source(self, path: str) -> str:
         """The digest a trace records for a source file now: of its normalized text."""
-        from mlbuild.engine.keys.trace import source_digest  # only when a traced file needs it
 
         raw = self.digest(path)
         if not raw or raw.startswith("dir:"):
