@@ -596,3 +596,23 @@ def test_config_written_at_its_defaults_is_one_key(defaults: dict[str, int], dat
     other = data.draw(st.sampled_from(sorted(defaults)))
     changed = merge_defaults(defaults, {other: defaults[other] + 1})
     assert changed != defaults
+
+
+def test_lineage_shows_what_the_step_loaded_and_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlbuild.cache.store import LocalStore
+    from mlbuild.engine.inspect.lineage import lineage_tree, resolve_key
+    from mlbuild.engine.inspect.lineage_render import lineage_text
+
+    root = tmp_path / "ws"
+    write(root, {**BASE, **MODELS_PKG, "data/extra.txt": "x", **rules("import importlib, os\nos.environ.get('KNOB_T3')\nopen('data/extra.txt').read()\nreturn importlib.import_module('lib.models.small').size()")})
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("KNOB_T3", raising=False)
+    build(root, tmp_path / "cache", ["//pipe:a"])
+    store = LocalStore(tmp_path / "cache")
+    try:
+        text = lineage_text(lineage_tree(store, resolve_key(store, "//pipe:a")))
+    finally:
+        store.close()
+    assert "loaded   lib/__init__.py, lib/models/__init__.py, lib/models/small.py, pipe/rules.py" in text
+    assert "env var  KNOB_T3 = unset" in text
+    assert "read     data/extra.txt (not a declared input)" in text

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from mlbuild.cache.digest import digest_file, is_digest
-from mlbuild.cache.records import ActionResult, ArtifactRef, BuildRecord
+from mlbuild.cache.records import ActionResult, ArtifactRef, BuildRecord, Trace
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.hashgraph import HashGraph
@@ -107,6 +107,8 @@ class LineageNode(msgspec.Struct, frozen=True):
     finished: float
     unknown: list[str] = []  # inputs whose producer was not recorded (see ``note``)
     note: str | None = None
+    # What the step really loaded and read when it ran (checked on every hit; docs/keys.md).
+    trace: Trace | None = None
 
 
 class LineageGraph(msgspec.Struct, frozen=True):
@@ -179,6 +181,7 @@ def _node(graph: HashGraph, key: str, depth: int, record: BuildRecord | None, la
         sources=sources,
         outputs=list(result.outputs),
         result_digest=result.result_digest(),
+        trace=result.trace,
         executor=result.executor,
         host=result.host,
         finished=result.finished,

@@ -52,8 +52,27 @@ def _node_lines(node: LineageNode, cut: set[str]) -> Iterator[str]:
         yield f"{pad}input    {name} <- ? digest {_short(node.inputs.get(name))}"
     if node.note:
         yield f"{pad}note     {node.note}"
+    yield from _trace_lines(node, pad)
     for out in node.outputs:
         yield f"{pad}output   {out.name} {_short(out.digest)} ({out.codec}, {out.size} bytes)"
+
+
+def _trace_lines(node: LineageNode, pad: str) -> Iterator[str]:
+    """What the step loaded and read at run time (its trace), when the result has one."""
+    trace = node.trace
+    if trace is None:
+        return
+    if trace.files:
+        yield f"{pad}loaded   " + ", ".join(trace.files)
+    if trace.packages:
+        yield f"{pad}imported " + ", ".join(
+            f"{d} {v}" + (f" (by {trace.via[d]})" if d in trace.via else "") for d, v in trace.packages.items()
+        )
+    for name, value in trace.env.items():
+        shown = "unset" if value is None else "(secret)" if value.startswith("xxh3:") else value
+        yield f"{pad}env var  {name} = {shown}"
+    for path in trace.reads:
+        yield f"{pad}read     {path} (not a declared input)"
 
 
 def lineage_text(graph: LineageGraph) -> str:
