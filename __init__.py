@@ -5,7 +5,8 @@ The public API is small: ``rule`` marks a step, ``target`` declares one in a ``B
 a step needs to run, ``RayCluster`` opens a Ray cluster inside a step (imported on first use,
 so ``import mlbuild`` never loads ray). ``register_codec`` stores a team's own types without
 pickle (``mlbuild.testing.check_codec`` tests one), ``trust_types`` lets scikit-learn models
-holding a team's classes load from the cache.
+holding a team's classes load from the cache. ``params`` reads a target's config from a params
+file (YAML or TOML), one section per target.
 """
 
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from mlbuild.rules.codecs.estimator import trust_types
 from mlbuild.rules.codecs.registry import register_codec
 from mlbuild.rules.config import Config
+from mlbuild.rules.params import params
 from mlbuild.rules.rule import Resources, rule
 from mlbuild.rules.target import File, target
 
@@ -23,6 +25,7 @@ __all__ = [
     "File",
     "RayCluster",
     "Resources",
+    "params",
     "register_codec",
     "rule",
     "target",

@@ -218,6 +218,8 @@ class BuildHead(msgspec.Struct):
     pid: int = 0  # the building process, with ``process`` to tell a reused pid (abandoned builds)
     process: str = ""  # an identity of that process on ``host`` (boot id and start time)
     seconds: float | None = None  # wall time on the build process's monotonic clock
+    name: str | None = None  # `--name`: an experiment's name
+    tags: dict[str, str] = {}  # `--tag K=V`
 
 
 class BuildRecord(BuildHead):

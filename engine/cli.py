@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lineage": ("lineage", "the tree from an output back to its sources"),
     "why": ("why", "explain why each action of a target was cached or rebuilt"),
     "diff": ("diff", "compare two recorded builds target by target"),
+    "metrics": ("metrics", "the metrics targets produced (show), and how two builds differ (diff)"),
+    "exp": ("exp", "builds of a target as experiments (show), or a grid of --set variants (run)"),
+    "affected": ("affected", "the targets whose keys a change since a git ref alters (for CI)"),
+    "plots": ("plots", "overlay the series of builds as line charts in one HTML file"),
     "ui": ("ui", "serve the local web UI over builds, steps and artifacts"),
     "config": ("config", "print every effective setting and where it came from (flag, environment, mlbuild.toml, default)"),
 }

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from mlbuild.engine.errors import UserError
 from mlbuild.engine.run.settings import BuildSettings, RemoteSettings, parse_set
 
 # The flags of add_executor_options that fill a backend's options Struct (by field name).
@@ -35,9 +36,23 @@ def build_settings(args: argparse.Namespace, targets: list[str], **given: Any) -
         "timeout": flag("timeout"),
         "strict": True if flag("strict") else None,
         "argv": ["mlbuild", *sys.argv[1:]],
+        "name": flag("name"),
+        "tags": parse_tags(flag("tags", []) or []),
+        "materialize": not flag("no_materialize", False),
     }
     fields.update(given)
     return BuildSettings(**fields)
+
+
+def parse_tags(items: list[str]) -> dict[str, str]:
+    """``--tag team=vision`` (repeatable) -> {"team": "vision"}."""
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"bad --tag {item!r}: use --tag KEY=VALUE")
+        tags[key.strip()] = value
+    return tags
 
 
 def add_build_options(p: argparse.ArgumentParser) -> None:
@@ -47,6 +62,10 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
                    help="override a config field of a target (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout at the end")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+    p.add_argument("--name", default=None, help="name this build (an experiment): builds and exp show filter by it")
+    p.add_argument("--tag", dest="tags", action="append", default=[], metavar="K=V",
+                   help="tag this build (repeatable): builds and exp show filter by it")
+    p.add_argument("--no-materialize", action="store_true", help="write nothing under mlbuild-out/ (outputs stay in the cache)")
     p.add_argument("--strict", action="store_true",
                    help="a step that reads a workspace file it does not declare fails (also [build] strict = true)")
     add_executor_options(p)

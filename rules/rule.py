@@ -29,6 +29,11 @@ class RuleOptions(msgspec.Struct, frozen=True, kw_only=True):
     deterministic: bool = True
     allow_pickle: bool = False
     timeout: float | None = None  # seconds; past it the step is stopped and fails
+    # Files the rule writes into ``out`` that hold metrics (JSON/YAML numbers) or plot series
+    # (CSV/TSV/JSON), workspace-independent paths relative to ``out``; `mlbuild metrics`,
+    # `exp` and `plots` read them. Not part of the key: they only say how to show outputs.
+    metrics: list[str] = []
+    plots: list[str] = []
 
 
 @overload
@@ -44,6 +49,8 @@ def rule(
     deterministic: bool = True,
     allow_pickle: bool = False,
     timeout: float | None = None,
+    metrics: list[str] | None = None,
+    plots: list[str] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -56,6 +63,8 @@ def rule(
     deterministic: bool = True,
     allow_pickle: bool = False,
     timeout: float | None = None,
+    metrics: list[str] | None = None,
+    plots: list[str] | None = None,
 ) -> F | Callable[[F], F]:
     """Mark ``fn`` as a step. The function itself is returned, so it stays directly callable.
 
@@ -64,7 +73,8 @@ def rule(
     container, ``resources`` is what it needs, ``retries`` how often a lost worker is retried,
     ``deterministic=False`` tells ``mlbuild verify`` not to expect identical bytes,
     ``allow_pickle`` lets its value be pickled (such artifacts are never shared remotely),
-    ``timeout`` (seconds) stops a step that runs longer and fails its target.
+    ``timeout`` (seconds) stops a step that runs longer and fails its target,
+    ``metrics`` and ``plots`` name files in ``out`` that hold metrics or plot series.
     """
     options = RuleOptions(
         image=image,
@@ -73,6 +83,8 @@ def rule(
         deterministic=deterministic,
         allow_pickle=allow_pickle,
         timeout=timeout,
+        metrics=list(metrics or []),
+        plots=list(plots or []),
     )
 
     def mark(f: F) -> F:

@@ -8,6 +8,7 @@ records a declaration into it. Declarations are plain data: a rule is named by
 from __future__ import annotations
 
 import contextvars
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -96,10 +97,29 @@ def target(
 _names: contextvars.ContextVar[set[str]] = contextvars.ContextVar("mlbuild_target_names")
 
 
-def collecting() -> tuple[list[TargetDecl], contextvars.Token[list[TargetDecl] | None]]:
+# Where the BUILD.py being loaded lives, for params() files relative to it.
+_package_dir: contextvars.ContextVar[tuple[Path, Path] | None] = contextvars.ContextVar(
+    "mlbuild_package_dir", default=None
+)
+
+
+def current_package_dir() -> Path | None:
+    where = _package_dir.get()
+    return where[1] if where else None
+
+
+def workspace_root() -> Path | None:
+    where = _package_dir.get()
+    return where[0] if where else None
+
+
+def collecting(
+    root: Path | None = None, package_dir: Path | None = None
+) -> tuple[list[TargetDecl], contextvars.Token[list[TargetDecl] | None]]:
     """Install a fresh collector; the caller ends it with ``stop_collecting(token)``."""
     decls: list[TargetDecl] = []
     _names.set(set())
+    _package_dir.set((root, package_dir) if root is not None and package_dir is not None else None)
     return decls, _collector.set(decls)
 
 

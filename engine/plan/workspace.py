@@ -185,7 +185,7 @@ class Workspace:
     def _load_package(self, pkg: str) -> dict[str, Target]:
         build = self.build_file(pkg)
         rel = build.relative_to(self.root).as_posix()
-        decls, token = collecting()
+        decls, token = collecting(self.root, build.parent)
         limit = self.config.build.load_timeout
         try:
             try:

@@ -24,6 +24,7 @@ from mlbuild.engine.interfaces import (
 )
 from mlbuild.engine.keys.actions import ActionFactory
 from mlbuild.engine.plan.labels import parse_label
+from mlbuild.engine.plan.overrides import check_overrides
 from mlbuild.engine.plan.planner import Plan, plan
 from mlbuild.engine.plan.workspace import Workspace
 from mlbuild.engine.run import provenance
@@ -64,8 +65,11 @@ class BuildSession:
         self.remote: Any = None
         try:
             self.plan: Plan = plan(self.ws, ctx.labels(settings.targets))
-            self.overrides = {str(parse_label(label, self.current_package)): dict(fields)
-                              for label, fields in settings.overrides.items()}
+            # Every --set checked against the plan and the targets' Config classes before anything runs.
+            self.overrides = check_overrides(str(self.ws.root), self.plan.targets, {
+                label if label.endswith("...") else str(parse_label(label, self.current_package)): dict(fields)
+                for label, fields in settings.overrides.items()
+            })
             resolve = None
             if self.executor_class.needs_image or any(t.image for t in self.plan.targets.values()):
                 resolve = image_resolver()
@@ -103,6 +107,8 @@ class BuildSession:
             execute=s.run_steps,
             record=s.run_steps,
             rerun_of=s.rerun_of,
+            name=s.name,
+            tags=dict(s.tags),
             timeout=s.timeout,
             strict=self.config.strict,
         )

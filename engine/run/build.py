@@ -55,6 +55,8 @@ class BuildOptions(msgspec.Struct, kw_only=True):
     timeout: float | None = None  # seconds any one step may run (--timeout)
     strict: bool = False  # an undeclared workspace read fails the step (CI); see docs/keys.md
     rerun_of: str | None = None  # the recorded build this one re-runs
+    name: str | None = None  # --name: an experiment's name
+    tags: dict[str, str] = {}  # --tag K=V
 
 
 class BuildResult(msgspec.Struct):
@@ -127,7 +129,7 @@ class Builder:
         clock = time.monotonic()  # durations: one monotonic clock, never a difference of two hosts' times
         record = build_record.new_record(
             self.ws, plan, time.time(), self.options.argv, self.options.overrides, self.executor_name,
-            build_id=self.build_id, rerun_of=self.options.rerun_of,
+            build_id=self.build_id, rerun_of=self.options.rerun_of, name=self.options.name, tags=self.options.tags,
         )
         if self.options.record:
             self.store.index.put_build(record)

@@ -44,13 +44,16 @@ def planned_steps(plan: Plan) -> list[PlannedStep]:
 
 def new_record(
     ws: Workspace, plan: Plan, started: float, argv: list[str], overrides: dict[str, Any], executor: str,
-    *, build_id: str | None = None, rerun_of: str | None = None,
+    *, build_id: str | None = None, rerun_of: str | None = None, name: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> BuildRecord:
     """The record of a build about to start: who, where, and its whole plan."""
     commit, dirty = provenance.git_state(ws.root)
     return BuildRecord(
         id=build_id or provenance.new_build_id(started),
         rerun_of=rerun_of,
+        name=name,
+        tags=dict(tags or {}),
         started=started,
         finished=None,
         status="running",

@@ -73,6 +73,8 @@ class BuildSettings(msgspec.Struct, frozen=True, kw_only=True):
     strict: bool | None = None  # an undeclared workspace read fails its step (default: [build] strict, else no)
     argv: list[str] = []  # the command line, for the build record
     rerun_of: str | None = None  # the recorded build this one re-runs
+    name: str | None = None  # an experiment's name (--name), for `exp show` and `builds`
+    tags: dict[str, str] = {}  # --tag K=V
 
 
 class Setting(msgspec.Struct, frozen=True):
@@ -199,15 +201,21 @@ def option_settings(options: ExecutorOptions) -> list[Setting]:
 
 
 def parse_set(values: list[str]) -> dict[str, dict[str, Any]]:
-    """``--set //models:resnet.epochs=5`` → {"//models:resnet": {"epochs": 5}}.
+    """``--set //models:resnet.epochs=5`` → {"//models:resnet": {"epochs": 5}}; a pattern
+    ``--set '//mnist/...:batch_size=64'`` → {"//mnist/...": {"batch_size": 64}} (every target
+    under //mnist that has the field; ``engine/plan/overrides.py`` expands and checks it).
 
     Labels stay as written (``:resnet`` too); the build reads them relative to its directory."""
     out: dict[str, dict[str, Any]] = {}
     for item in values:
         lhs, sep, raw = item.partition("=")
-        target, dot, field = lhs.partition(".") if not lhs.startswith("//") else _split_field(lhs)
+        if "...:" in lhs:
+            where, _, field = lhs.partition("...:")
+            target, dot = where + "...", "."
+        else:
+            target, dot, field = lhs.partition(".") if not lhs.startswith("//") else _split_field(lhs)
         if not sep or not dot or not field or not target:
-            raise UserError(f"bad --set {item!r}: use --set //pkg:target.field=value")
+            raise UserError(f"bad --set {item!r}: use --set //pkg:target.field=value (or '//pkg/...:field=value')")
         try:
             value: Any = json.loads(raw)
         except ValueError:

@@ -82,8 +82,7 @@ def canonical(data: bytes) -> bytes:
         raise EncodingError(f"skops wrote members the schema does not name: {sorted(unreferenced)[:3]}")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as out:
-        # Compact (the C encoder): indent=2 would take the pure-Python one, seconds for a forest.
-        entries = [("schema.json", json.dumps(schema, separators=(",", ":")).encode())]
+        entries = [("schema.json", json.dumps(schema, indent=2, sort_keys=False).encode())]
         entries += sorted((new, _zero_padding(src.read(old)) if new.endswith(".npy") else src.read(old))
                           for old, new in names.items())
         for name, body in entries:

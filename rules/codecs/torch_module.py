@@ -79,28 +79,6 @@ def save_sorted(tensors: dict[str, Any], meta: dict[str, str]) -> bytes:
     return struct.pack("<Q", len(raw)) + raw + data[8 + n :]
 
 
-def _check_rebuilds(cls: type, kwargs: dict[str, Any], state: dict[str, Any]) -> None:
-    """Refuse now, not when a later step decodes it, a module that ``cls(**kwargs)`` does not
-    rebuild with the same state_dict (names and shapes); built on the meta device, so no
-    memory is allocated for the probe's weights."""
-    import torch
-
-    hint = ("build it from a project nn.Module class whose __init__ takes plain arguments it keeps "
-            "(or an init_kwargs dict), or return module.state_dict()")
-    try:
-        with torch.device("meta"):
-            probe = cls(**kwargs)
-    except Exception as exc:
-        raise EncodingError(f"{cls.__qualname__}(**{kwargs}) cannot rebuild it ({type(exc).__name__}: {exc}); {hint}") from None
-    shapes = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
-    if shapes != {k: tuple(v.shape) for k, v in state.items()}:
-        missing = sorted(set(state) - set(shapes))[:3]
-        raise EncodingError(
-            f"{cls.__qualname__}(**{kwargs}) does not rebuild its state_dict"
-            + (f" (no {', '.join(missing)})" if missing else " (other shapes)") + f"; {hint}"
-        )
-
-
 def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
@@ -109,13 +87,11 @@ def encode(value: Any) -> bytes:
     cls = type(value)
     if "<locals>" in cls.__qualname__ or cls.__module__ == "__main__":
         raise EncodingError(f"{cls.__qualname__} is not importable by name: define the module class at the top level of a project module")
-    kwargs = _init_kwargs(value)
-    state = {k: v.detach().cpu().contiguous() for k, v in value.state_dict().items()}
-    _check_rebuilds(cls, kwargs, state)
     meta = {
         "mlbuild.class": class_path(cls),
-        "mlbuild.init": json.dumps(kwargs, sort_keys=True),
+        "mlbuild.init": json.dumps(_init_kwargs(value), sort_keys=True),
     }
+    state = {k: v.detach().cpu().contiguous() for k, v in value.state_dict().items()}
     # Tied weights share storage; safetensors refuses shared tensors, so store copies.
     seen: set[int] = set()
     for k, v in state.items():
