@@ -279,7 +279,7 @@ CASES: list[Case] = [
     Case("env-unrelated-variable", rules("return len(os.environ.get('KNOB_T', ''))", "import os\n"), lambda root: os.environ.__setitem__("OTHER_T", "x"), NONE, env={"KNOB_T": None, "OTHER_T": None}),
     # -- files the step opens ----------------------------------------------------------------
     Case("undeclared-file-read", {"data/extra.txt": "abc", **rules("from pathlib import Path\nreturn len(Path('data/extra.txt').read_text())")}, {"data/extra.txt": "abcd"}, AB),
-    Case("undeclared-file-appears", rules("try:\n    return len(open('data/late.txt').read())\nexcept FileNotFoundError:\n    return -1"), {"data/late.txt": "xy"}, AB),
+    Case("undeclared-file-appears", rules("try:\n    with open('data/late.txt') as f:\n        return len(f.read())\nexcept FileNotFoundError:\n    return -1"), {"data/late.txt": "xy"}, AB),
     Case("undeclared-folder-listing", {"data/d/1.txt": "1", **rules("import os\nreturn len(os.listdir('data/d'))")}, {"data/d/2.txt": "2"}, AB),
     Case("declared-file-input", {
         "data/in.txt": "abc",
@@ -485,7 +485,7 @@ def test_trace_names_what_the_step_used(tmp_path: Path, monkeypatch: pytest.Monk
     from mlbuild.cache.store import LocalStore
 
     root = tmp_path / "ws"
-    files = {**HELPERS, "data/extra.txt": "x", **rules("import os\nfrom lib.helpers import f\nos.environ.get('KNOB_T2')\nopen('data/extra.txt').read()\nreturn f(1)")}
+    files = {**HELPERS, "data/extra.txt": "x", **rules("import os\nfrom lib.helpers import f\nos.environ.get('KNOB_T2')\nwith open('data/extra.txt') as fh:\n    fh.read()\nreturn f(1)")}
     write(root, {**BASE, **files})
     monkeypatch.chdir(root)
     monkeypatch.delenv("KNOB_T2", raising=False)
@@ -502,7 +502,7 @@ def test_trace_names_what_the_step_used(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_strict_fails_an_undeclared_read_and_stores_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "ws"
-    write(root, {**BASE, "data/extra.txt": "x", **rules("return len(open('data/extra.txt').read())")})
+    write(root, {**BASE, "data/extra.txt": "x", **rules("with open('data/extra.txt') as f:\n    return len(f.read())")})
     monkeypatch.chdir(root)
     built = build(root, tmp_path / "cache", ["//pipe:a"], strict=True)
     assert "data/extra.txt" in built.failures["//pipe:a"]

@@ -28,8 +28,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-# Commands that run steps, and so take --executor.
-_EXECUTING = {"build", "verify", "rerun"}
+# The executor's place in the configuration chain (engine/run/settings.py): after the flag.
+ENV_EXECUTOR = "MLBUILD_EXECUTOR"
 
 
 @dataclasses.dataclass
@@ -52,18 +52,19 @@ def _checked(run: Run, check: bool) -> Run:
 
 def mlbuild(ws: Path, *args: str, check: bool = True, env: Mapping[str, str | None] | None = None,
             executor: str | None = "inline") -> Run:
-    """``mlbuild ARGS`` started in ``ws``, run in this process; ``executor=None`` leaves the
-    choice to the command line and the workspace (a value of None in ``env`` unsets a variable)."""
+    """``mlbuild ARGS`` started in ``ws``, run in this process (a value of None in ``env``
+    unsets a variable). ``executor`` is set as ``MLBUILD_EXECUTOR``, so an ``--executor`` flag
+    still wins; None leaves the choice to the flags, the workspace and the default."""
     from mlbuild.engine.cli import main
 
-    argv = list(args)
-    if executor is not None and "--executor" not in argv and _command(argv) in _EXECUTING:
-        argv += ["--executor", executor]
+    run_env = dict(env or {})
+    if executor is not None:
+        run_env.setdefault(ENV_EXECUTOR, executor)
     out, err = _stream(), _stream()
-    with _started_in(ws, ["mlbuild", *args], env or {}), contextlib.redirect_stdout(out), \
+    with _started_in(ws, ["mlbuild", *args], run_env), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err):
         try:
-            code = main(argv)
+            code = main(list(args))
         except SystemExit as exc:  # argparse: --help, a usage error
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             if isinstance(exc.code, str):
@@ -82,15 +83,6 @@ def mlbuild_process(ws: Path, *args: str, check: bool = True, env: Mapping[str, 
     proc = subprocess.run([sys.executable, "-m", "mlbuild", *args], cwd=ws, capture_output=True, text=True,
                           timeout=timeout, env={k: v for k, v in child_env.items() if v is not None})
     return _checked(Run(list(args), proc.returncode, proc.stdout, proc.stderr), check)
-
-
-def _command(argv: list[str]) -> str | None:
-    from mlbuild.engine.cli import _command_index, _is_label
-
-    i = _command_index(argv)
-    if i >= len(argv):
-        return None
-    return "build" if _is_label(argv[i]) else argv[i]
 
 
 def _stream() -> io.TextIOWrapper:
