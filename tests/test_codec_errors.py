@@ -4,6 +4,7 @@ instead, and its step's log is still stored."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,47 @@ def test_a_missing_optional_library_is_named_with_its_extra(monkeypatch: pytest.
         "returns nosuchlib.Frame, which needs nosuchlib_xyz to be stored: pip install 'mlbuild[frame]'"
     )
     assert static.missing_libraries(["pandas.DataFrame", "builtins.dict"]) is None
+
+
+FRAME_RULES = '''
+import pandas as pd
+import scipy.sparse as sp
+from mlbuild import rule
+
+
+@rule
+def table() -> pd.DataFrame:
+    return pd.DataFrame({"a": [1, 2]})
+
+
+@rule
+def both(table: pd.DataFrame) -> dict:
+    return {"frame": table, "m": sp.eye(2, format="csr")}
+'''
+
+
+def test_a_noop_build_of_dataframes_and_sparse_imports_none_of_their_libraries(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ws = write_workspace(tmp_path / "ws", {
+        "p/rules.py": FRAME_RULES,
+        "p/BUILD.py": 'from mlbuild import target\ntarget(name="table", rule="rules.py:table")\n'
+                      'target(name="both", rule="rules.py:both", inputs={"table": ":table"})\n',
+    })
+    env = {"MLBUILD_CACHE_DIR": str(tmp_path / "cache")}
+    assert cli.mlbuild(ws, "build", "//p:both", env=env).returncode == 0
+    probe = (
+        "import sys\n"
+        "from mlbuild.engine.cli import main\n"
+        "code = main(['build', '//p:both', '--json'])\n"
+        "heavy = ('pandas', 'pyarrow', 'scipy', 'sklearn', 'skops', 'polars', 'plotly', 'matplotlib', 'PIL', 'torch')\n"
+        "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+        "sys.exit(code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ws, env={**os.environ, **env}, capture_output=True,
+                         text=True, check=True)
+    assert "LOADED []" in out.stdout, out.stdout + out.stderr
+    summary = json.loads(out.stdout[: out.stdout.rindex("LOADED")])
+    assert summary["actions"]["executed"] == 0 and summary["actions"]["total"] == 2
