@@ -35,13 +35,10 @@ class Scheduler(Generic[N]):
     """
 
     def __init__(self, deps: Mapping[N, Iterable[N]]) -> None:
+        self._deps = deps
         self._sorter: TopologicalSorter[N] = TopologicalSorter()
-        self._dependents: dict[N, list[N]] = {}
         for node, upstream in deps.items():
-            upstream = tuple(upstream)
             self._sorter.add(node, *upstream)
-            for dep in upstream:
-                self._dependents.setdefault(dep, []).append(node)
         self._sorter.prepare()  # raises graphlib.CycleError; planned graphs have none
         self._ready: deque[N] = deque(self._sorter.get_ready())
         self._finished: set[N] = set()
@@ -49,6 +46,7 @@ class Scheduler(Generic[N]):
         # A finished node being resolved again -> the nodes held until it is done again.
         self._again: dict[N, list[N]] = {}
         self._held: dict[N, int] = {}  # node -> how many re-resolutions it waits on
+        self._dependents: dict[N, list[N]] | None = None  # made on the first failure
 
     def take(self) -> list[N]:
         """Every node ready now (and not handed out before), in the order they became ready."""
@@ -61,12 +59,13 @@ class Scheduler(Generic[N]):
 
     def done(self, node: N) -> None:
         """``node`` succeeded: its dependents whose dependencies are all done become ready."""
-        waiters = self._again.pop(node, None)
-        if waiters is not None:
-            # A re-resolution: the sorter released its dependents the first time already.
-            for waiter in waiters:
-                self._release(waiter)
-            return
+        if self._again:
+            waiters = self._again.pop(node, None)
+            if waiters is not None:
+                # A re-resolution: the sorter released its dependents the first time already.
+                for waiter in waiters:
+                    self._release(waiter)
+                return
         self._finished.add(node)
         self._sorter.done(node)
         self._ready.extend(self._sorter.get_ready())
@@ -77,7 +76,7 @@ class Scheduler(Generic[N]):
         self._failed.add(node)
         self._again.pop(node, None)  # its waiters are downstream: skipped below
         skipped: list[N] = []
-        todo = list(self._dependents.get(node, ()))
+        todo = self.dependents(node)
         while todo:
             dep = todo.pop()
             if dep in self._failed or dep in self._finished:
@@ -85,7 +84,7 @@ class Scheduler(Generic[N]):
             self._failed.add(dep)
             self._held.pop(dep, None)
             skipped.append(dep)
-            todo.extend(self._dependents.get(dep, ()))
+            todo.extend(self.dependents(dep))
         return skipped
 
     def wait_for(self, node: N, upstream: N) -> bool:
@@ -108,6 +107,12 @@ class Scheduler(Generic[N]):
 
     def dependents(self, node: N) -> list[N]:
         """The nodes that depend directly on ``node``."""
+        if self._dependents is None:
+            # Only a failure needs them: a build where everything succeeds never pays for this.
+            self._dependents = {}
+            for other, upstream in self._deps.items():
+                for dep in upstream:
+                    self._dependents.setdefault(dep, []).append(other)
         return list(self._dependents.get(node, ()))
 
     def _release(self, node: N) -> None:
