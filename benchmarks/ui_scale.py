@@ -38,8 +38,11 @@ MEASURE_CLICK = """async ([selector, ready]) => {
 
 
 def serve(store: LocalStore) -> tuple[str, object]:
+    import logging
+
     from werkzeug.serving import make_server
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
     server = make_server("127.0.0.1", 0, create_app(store), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}", server

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,9 @@ def create_app(
     app = Flask("mlbuild.engine.ui", static_folder=str(static), static_url_path="/static")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     allowed = None if hosts is None else {_host_name(h) for h in hosts}
+
+    _bodies: dict[str, bytes] = {}  # record version -> the encoded BuildDetail
+    _bodies_lock = threading.Lock()
 
     def reply(value: Any, status: int = 200, etag: str | None = None) -> Response:
         resp = Response(_json.encode(value), status=status, mimetype="application/json")
@@ -176,7 +180,18 @@ def create_app(
         etag = record_version(record)
         if etag in request.if_none_match:
             return reply_not_modified(etag)
-        return reply(views.build_detail(store, record.id), etag=etag)
+        body = _bodies.get(etag)
+        if body is None:
+            # A 10,000-step answer is 2.5 MB of JSON: encoded once per version of the record.
+            body = _json.encode(views.build_detail(store, record.id))
+            with _bodies_lock:
+                _bodies[etag] = body
+                while len(_bodies) > 4:
+                    _bodies.pop(next(iter(_bodies)))
+        resp = Response(body, mimetype="application/json")
+        resp.set_etag(etag)
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
 
     def action(key: str) -> views.StepDetail:
         return views.step_detail(store, _key(key), request.args.get("build") or None)

@@ -63,7 +63,20 @@ function pendingNote(node) {
   return h("p", { class: "muted" }, text);
 }
 
-async function action(ctx) {
+// A stored result never changes: each step's is asked for once, whichever tab asks first.
+const stepDetails = new Map();
+
+function action(ctx) {
+  const id = `${ctx.key}|${ctx.buildId || ""}`;
+  if (!stepDetails.has(id)) {
+    const p = fetchAction(ctx);
+    p.catch(() => stepDetails.delete(id));
+    stepDetails.set(id, p);
+  }
+  return stepDetails.get(id);
+}
+
+async function fetchAction(ctx) {
   try {
     // Inputs named by the producers this build recorded for the step.
     return await api(`/api/actions/${ctx.key}` + (ctx.buildId ? `?build=${encodeURIComponent(ctx.buildId)}` : ""));
