@@ -77,7 +77,8 @@ def test_models_sparse_modules_and_figures_render_from_their_bytes() -> None:
     assert sparse["format"] == "csr" and sparse["shape"] == "30 × 40" and sparse["stored entries"] == 120
     net = dict(_find(blocks, "scalars", "net")["rows"])
     assert net["class"] == "codec_values:MLP" and json.loads(net["init"]) == {"depth": 3, "width": 5}
-    assert _find(blocks, "array", "layers.0.weight")["shape"] == [5, 5]
+    assert _find(blocks, "array", "layers.0.bias")["shape"] == [5]
     for name in ("fig", "img"):
         assert _find(blocks, "image", name)["src"].startswith("data:image/png;base64,")
     assert dict(_find(blocks, "scalars", "plotly figure")["rows"])["traces"] == 1
+    assert _find(blocks, "image", "pl")["src"].startswith("data:image/svg+xml;base64,")

@@ -85,6 +85,9 @@ def test_dataframes_models_and_plots_render_in_the_browser(browser: Any, textclf
     page.click('.block.frame .pager button[aria-label="next rows"]')
     assert "rows 26–50 of" in page.inner_text(".block.frame .pager")
     assert page.locator('figure.block.image img[alt="plot"]').count() == 1
+    # The plotly figure, sketched as SVG server side (the page ships no plotting library).
+    drawn = page.wait_for_selector('figure.block.image img[alt="interactive"]')
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=drawn)
     assert "avg_prec" in page.inner_text("#panel .tab-body")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "codec-evaluate.png"), full_page=True)

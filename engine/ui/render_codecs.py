@@ -195,5 +195,65 @@ def _plotly(name: str, data: bytes) -> list[Block]:
         n = len(t.get("y", t.get("x", [])) or [])
         rows.append((f"trace {i}", f"{t.get('type', 'scatter')} {t.get('name') or ''} ({n} points)".strip()))
     text = json.dumps(figure, indent=1)
-    return [r.Section(name, [r.Scalars("plotly figure", rows),
-                             r.Text(f"{name} (plotly JSON)", text[:MAX_JSON], "json", len(text) > MAX_JSON)])]
+    blocks: list[Block] = [r.Scalars("plotly figure", rows)]
+    svg = plotly_svg(figure)
+    if svg is not None:
+        blocks.append(r.Image(name, "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()))
+    blocks.append(r.Text(f"{name} (plotly JSON)", text[:MAX_JSON], "json", len(text) > MAX_JSON))
+    return [r.Section(name, blocks)]
+
+
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def _numbers(values: Any) -> list[float] | None:
+    if isinstance(values, dict) and "bdata" in values:  # plotly's typed-array form
+        import numpy as np
+
+        arr = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values.get("dtype", "f8")))
+        return [float(v) for v in arr.reshape(-1)]
+    if isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values]
+    return None
+
+
+def plotly_svg(figure: dict[str, Any], width: int = 480, height: int = 300) -> str | None:
+    """The figure's scatter/line traces drawn as a small SVG (axes with their ranges, one
+    polyline or dot set per trace); None when it has no numeric x/y trace to draw. The page
+    ships no plotting library: this is a faithful sketch, the JSON below is the figure."""
+    traces = []
+    for t in figure.get("data", []):
+        if t.get("type", "scatter") not in ("scatter", "scattergl"):
+            continue
+        y = _numbers(t.get("y"))
+        if not y:
+            continue
+        x = _numbers(t.get("x")) or [float(i) for i in range(len(y))]
+        n = min(len(x), len(y))
+        points = [(a, b) for a, b in zip(x[:n], y[:n], strict=True) if a == a and b == b]
+        if points:
+            traces.append((t, points))
+    if not traces:
+        return None
+    xs = [p[0] for _, pts in traces for p in pts]
+    ys = [p[1] for _, pts in traces for p in pts]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+    left, right, top, bottom = 48, 12, 12, 32
+    w, h = width - left - right, height - top - bottom
+
+    def px(a: float, b: float) -> str:
+        return f"{left + (a - x0) / (x1 - x0) * w:.1f},{top + (1 - (b - y0) / (y1 - y0)) * h:.1f}"
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">',
+             f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#f5f7fb" stroke="#ccd"/>',
+             f'<text x="{left}" y="{height - 16}">{x0:.4g}</text><text x="{left + w}" y="{height - 16}" text-anchor="end">{x1:.4g}</text>',
+             f'<text x="{left - 4}" y="{top + h}" text-anchor="end">{y0:.4g}</text><text x="{left - 4}" y="{top + 8}" text-anchor="end">{y1:.4g}</text>']
+    for i, (t, pts) in enumerate(traces):
+        color = _COLORS[i % len(_COLORS)]
+        if "lines" in t.get("mode", "lines") or len(pts) > 50:
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{" ".join(px(a, b) for a, b in pts)}"/>')
+        else:
+            parts += [f'<circle r="2.5" fill="{color}" cx="{px(a, b).split(",")[0]}" cy="{px(a, b).split(",")[1]}"/>' for a, b in pts]
+    parts.append("</svg>")
+    return "".join(parts)
