@@ -85,6 +85,15 @@ def pytest_configure(config: pytest.Config) -> None:
     from support import file_durations
 
     file_durations.configure(config)
+    try:
+        import flask
+    except ImportError:  # no UI extra: no UI tests either
+        pass
+    else:
+        from support.flask_client import BufferedClient
+
+        # Every app.test_client() in the suite closes its responses (see BufferedClient).
+        flask.Flask.test_client_class = BufferedClient
     for marker, what in [
         ("docker", "needs the Docker daemon from .ci/services.sh"),
         ("s3", "needs a moto S3 server"),

@@ -327,7 +327,8 @@ def test_closed_stdout_is_no_traceback(ws: Path) -> None:
                                 stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()  # the reader is gone before a byte is written, as `| head` may be
-        err = proc.stderr.read().decode()
+        with proc.stderr:
+            err = proc.stderr.read().decode()
         assert proc.wait(timeout=120) == 128 + signal.SIGPIPE
         assert "Traceback" not in err and "BrokenPipe" not in err, err
 
@@ -428,6 +429,8 @@ def test_sigterm_interrupts_the_build_and_its_workers(tmp_path: Path, signum: in
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def test_killed_build_is_abandoned_and_leaves_no_worker(tmp_path: Path) -> None:
@@ -457,6 +460,8 @@ def test_killed_build_is_abandoned_and_leaves_no_worker(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 # -- reproduce ----------------------------------------------------------------------------------
