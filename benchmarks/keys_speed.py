@@ -7,6 +7,8 @@ For each checkout (its own cache, its own copy of each workspace):
 
 - the example's no-op ``mlbuild //models:eval`` (best and median of 5), and whether torch was
   imported by it (it must not be);
+- the trace check alone: an in-process no-op of 2,000 steps, CPU seconds, with every hit's
+  trace checked and with the checks stubbed out;
 - the runner alone: one trivial action run in-process N times (what a pool worker does per
   action), best of three interleaved rounds: the tracing overhead without process noise;
 - a synthetic chain of N trivial steps (benchmarks/synth.py): cold build, no-op, and the
@@ -143,6 +145,39 @@ print(f"{min(best) * 1e6:.0f}")
 """
 
 
+# A no-op of N steps in-process, CPU seconds, with the trace checks and with them stubbed out:
+# what checking every hit's trace costs (the checkout's cold build runs inline first).
+HIT_PROBE = """
+import contextlib, io, sys, time
+from mlbuild.engine.run.api import build
+from mlbuild.engine.run.settings import BuildSettings
+import mlbuild.engine.keys.actions as actions
+
+ws, cache, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def run(executor=None):
+    settings = BuildSettings(targets=["//..."], directory=ws, cache_dir=cache, materialize=False, quiet=True, executor=executor)
+    t = time.process_time()
+    with contextlib.redirect_stderr(io.StringIO()):
+        build(settings)
+    return time.process_time() - t
+run("inline")
+run()
+checked = min(run() for _ in range(3))
+actions.ActionFactory.trace_problem = lambda self, target, result: None
+unchecked = min(run() for _ in range(3))
+print(f"{checked:.3f} {unchecked:.3f}")
+"""
+
+
+def hit_checks(tmp: Path, env: dict[str, str], n: int) -> str:
+    ws = tmp / f"hits-{n}"
+    generate(ws, n, "chain")
+    out = subprocess.run([sys.executable, "-c", HIT_PROBE, str(ws), str(tmp / f"cache-hits-{n}"), str(n)], env=env, check=True, capture_output=True, text=True)
+    checked, unchecked = map(float, out.stdout.split())
+    return (f"in-process no-op of {n} steps, CPU: {checked:.3f} s with every hit's trace checked, {unchecked:.3f} s"
+            f" with the checks stubbed ({(checked - unchecked) / n * 1e6:+.1f} us per hit)")
+
+
 def runner_per_action(tmp: Path, name: str, env: dict[str, str], n: int = 300, notrace: bool = False) -> float:
     ws = tmp / f"probe-{name}{'-notrace' if notrace else ''}"
     if not ws.exists():
@@ -175,6 +210,7 @@ def main() -> None:
             f" stubbed {bare_us:.0f} us -> tracing costs {now_us - bare_us:.0f} us per action",
             flush=True,
         )
+        print(hit_checks(tmp, envs["now"], 2000), flush=True)
         if args.only_runner:
             return
         if not args.skip_example:
