@@ -159,6 +159,9 @@ def _model(name: str, data: bytes) -> Block:
             v = json.dumps(v)[:200]
         leaf = key.rsplit(".", 1)[-1]
         (fitted if leaf.endswith("_") and not leaf.startswith("_") else hyper).append((key, _cell(v)))
+    # The estimator's own entries first, then those of what it holds (a forest's template tree).
+    hyper.sort(key=lambda kv: "." in kv[0] or "[" in kv[0])
+    fitted.sort(key=lambda kv: "." in kv[0] or "[" in kv[0])
     blocks: list[Block] = [r.Scalars("model", top)]
     if hyper:
         blocks.append(r.Section("parameters", [r.Scalars("parameters", hyper[:MAX_PARAMS])]))
