@@ -148,6 +148,11 @@ class ActionResult(msgspec.Struct, frozen=True):
     # What the step really used; None only for entries written before traces existed, which
     # are never trusted (a lookup treats them as a miss).
     trace: Trace | None = None
+    # Files in the ``files`` output the rule marks as metrics / plot series
+    # (``@rule(metrics=[...], plots=[...])``), recorded when it ran so that `metrics`, `exp`
+    # and the UI read them without loading any BUILD.py or rule source.
+    metric_files: list[str] = []
+    plot_files: list[str] = []
 
     def result_digest(self) -> str:
         """The digest a downstream action sees for this whole result."""

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ import pytest
 
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.ui.live import TAIL, live_log
-from mlbuild.engine.ui.server import create_app
+
+from support.ui import serve_ui
 
 CLI = [sys.executable, "-c", "import sys; from mlbuild.engine.cli import main; sys.exit(main())"]
 TIMEOUT_MS = 30_000
@@ -88,14 +88,8 @@ def store(tmp_cache_dir: Path) -> Iterator[LocalStore]:
 
 @pytest.fixture
 def server(store: LocalStore) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    srv = make_server("127.0.0.1", 0, create_app(store), threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    thread.join(timeout=10)
+    with serve_ui(store) as url:
+        yield url
 
 
 def wait_for_answers(page: Any, asked: list[tuple[str, int]], which: Any, count: int) -> None:

@@ -4,14 +4,13 @@ print. The command modules parse arguments and print; the choices live here."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 
 from mlbuild.cache.records import BuildHead
-from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.metrics import (
     BuildView,
@@ -71,33 +70,9 @@ def opened(all_workspaces: bool = False, remote_url: str | None = None) -> Itera
     """A session and the reader of its builds' params and metrics, closed when the block ends."""
     session = Session(all_workspaces, remote_url)
     try:
-        yield session, MetricsReader(session.store, rule_marks(session.ws, session.store), session.remote)
+        yield session, MetricsReader(session.store, session.remote)
     finally:
         session.close()
-
-
-def rule_marks(ws: Any, store: LocalStore) -> Callable[[str], tuple[list[str], list[str]]]:
-    """label -> (metrics files, plot files) its rule declares, read statically from the
-    workspace as it is now (no rule module is imported). A target no longer declared marks
-    nothing: its returned value still gives its metrics."""
-    from mlbuild.engine.keys.actions import ActionFactory
-    from mlbuild.engine.plan.labels import parse_label
-
-    factory = ActionFactory(ws, store) if ws is not None else None
-    memo: dict[str, tuple[list[str], list[str]]] = {}
-
-    def marks(label: str) -> tuple[list[str], list[str]]:
-        if label not in memo:
-            memo[label] = ([], [])
-            if factory is not None:
-                try:
-                    info = factory.rule_info(ws.target(parse_label(label)))
-                    memo[label] = (list(info.options.metrics), list(info.options.plots))
-                except UserError:
-                    pass
-        return memo[label]
-
-    return marks
 
 
 def ran(record: BuildHead, label: str) -> bool:

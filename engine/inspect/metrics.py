@@ -60,8 +60,8 @@ def flatten(value: Any, prefix: str = "") -> tuple[dict[str, Scalar], dict[str, 
     """Plain data flattened to dotted names: scalars become metrics, lists of numbers series.
 
     ``{"acc": 0.9, "avg_prec": {"test": 0.8}, "train_loss": [0.5, 0.4]}`` gives metrics
-    ``acc`` and ``avg_prec.test`` and the series ``train_loss``. Arrays (numpy) count as series
-    when they are one-dimensional and numeric; anything else is ignored.
+    ``acc`` and ``avg_prec.test`` and the series ``train_loss``. Arrays (numpy, tensors) are data,
+    not series (a label vector is not a curve); anything else is ignored.
     """
     scalars: dict[str, Scalar] = {}
     series: dict[str, list[float]] = {}
@@ -85,16 +85,9 @@ def flatten(value: Any, prefix: str = "") -> tuple[dict[str, Scalar], dict[str, 
                 _rows_to_series(list(node), name, series)
         elif isinstance(node, msgspec.Struct):
             walk(msgspec.to_builtins(node), name)
-        elif _is_1d_numeric_array(node):
-            series[name or "value"] = [float(x) for x in node.tolist()]
 
     walk(value, prefix)
     return scalars, series
-
-
-def _is_1d_numeric_array(node: Any) -> bool:
-    kind = getattr(getattr(node, "dtype", None), "kind", None)
-    return kind in ("i", "u", "f") and getattr(node, "ndim", 0) == 1
 
 
 def _rows_to_series(rows: list[dict[str, Any]], prefix: str, series: dict[str, list[float]]) -> None:
@@ -153,11 +146,9 @@ def metrics_file(path: str, data: bytes) -> dict[str, Scalar]:
 class MetricsReader:
     """Reads params and metrics of recorded builds from one local store."""
 
-    def __init__(self, store: LocalStore, marked: Any = None, remote: Any = None) -> None:
-        # marked(label) -> (metrics files, plot files) the target's rule declares
+    def __init__(self, store: LocalStore, remote: Any = None) -> None:
         self.store = store
         self.remote = remote  # where outputs built elsewhere come from (a remote session)
-        self.marked = marked or (lambda label: ((), ()))
         self._results: dict[str, ActionResult | None] = {}
 
     def results(self, keys: Iterable[str]) -> dict[str, ActionResult]:
@@ -198,7 +189,7 @@ class MetricsReader:
 
     def target_view(self, result: ActionResult) -> TargetView:
         view = TargetView(label=result.label, key=result.key, params=flatten_params("", result.key_spec.config))
-        metric_files, plot_files = self.marked(result.label)
+        metric_files, plot_files = result.metric_files, result.plot_files
         for ref in result.outputs:
             if ref.codec == "msgpack" and ref.size <= MAX_METRICS_BLOB:
                 data = self._blob(ref.digest, view, ref.name)

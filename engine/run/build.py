@@ -375,6 +375,8 @@ class _BuildState:
             seconds=outcome.seconds,
             trace=outcome.trace,
             schema=ACTION_SCHEMA,
+            metric_files=list(spec.options.metrics),
+            plot_files=list(spec.options.plots),
         )
         self.b.store.index.put_action(result)
         if self.b.remote is not None:

@@ -26,6 +26,7 @@ import xxhash
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.digest import is_digest
 from mlbuild.cache.store import LocalStore
+from mlbuild.engine.errors import UserError
 from mlbuild.engine.inspect.recorded import ALL, Scope
 from mlbuild.engine.ui import views
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["create_app", "LOOPBACK_HOSTS", "content_disposition", "warm_layouts"]
 
 _json = msgspec.json.Encoder()
-_PAGE_ROUTES = ("/", "/builds", "/builds/<build_id>", "/targets", "/targets/<path:label>")
+_PAGE_ROUTES = ("/", "/builds", "/builds/<build_id>", "/targets", "/targets/<path:label>", "/compare")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TOKEN_COOKIE = "mlbuild_token"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -235,6 +236,22 @@ def create_app(
     def workspaces() -> views.WorkspaceList:
         return views.workspaces(store, scope)
 
+    def compare() -> Any:
+        from mlbuild.engine.ui.compare import compare_builds
+
+        ids = [i for i in request.args.get("builds", "").split(",") if i.strip()]
+        try:
+            return compare_builds(store, ids, views.workspace_scope(request.args.get("workspace"), ALL),
+                                  include_same=request.args.get("all") == "1")
+        except UserError as exc:  # an unknown or ambiguous id, too few or too many builds
+            raise views.BadRequest(str(exc)) from None
+
+    def trend() -> Any:
+        from mlbuild.engine.ui.compare import metric_trend
+
+        return metric_trend(store, _label(request.args.get("target", "").removeprefix("//")),
+                            views.workspace_scope(request.args.get("workspace"), scope))
+
     routes: list[tuple[str, Callable[..., Any]]] = [
         ("/api/actions/<key>", action),
         ("/api/actions/<key>/output", action_output),
@@ -247,6 +264,8 @@ def create_app(
         ("/api/targets", targets),
         ("/api/targets/<path:label>", target),
         ("/api/workspaces", workspaces),
+        ("/api/compare", compare),
+        ("/api/trend", trend),
     ]
     for rule, fn in routes:
         app.add_url_rule(rule, fn.__name__, api(fn))

@@ -2,8 +2,10 @@
 //   /  /builds                 the builds list (?target= &status= &commit= filter it)
 //   /builds/<id>               a build: its DAG and the selected step (#run=<key>&tab=<tab>)
 //   /targets  /targets/<label> the targets, and one target's history
+//   /compare?builds=A,B        builds side by side: params, metrics, series, steps
 
 import { buildPage } from "./build.js";
+import { comparePage } from "./compare.js";
 import { errorBox, h } from "./dom.js";
 import { buildsPage, targetPage, targetsPage } from "./pages.js";
 
@@ -21,6 +23,10 @@ async function route() {
       nav("builds");
       document.title = `Build ${m[1]} · mlbuild`;  // the page names it fully once loaded
       await buildPage(root, m[1]);
+    } else if (path === "/compare") {
+      nav("builds");
+      document.title = "Compare · mlbuild";
+      await comparePage(root);
     } else if (path === "/targets") {
       nav("targets");
       document.title = "Targets · mlbuild";

@@ -1,5 +1,6 @@
 // The builds list, the targets list and a target's history.
 
+import { trendCharts } from "./compare.js";
 import { Polled, ago, api, badge, buildHref, chips, errorBox, h, naturalCompare, seconds, short, targetHref, targetSummary, when } from "./dom.js";
 
 const STATUSES = ["", "running", "succeeded", "failed", "interrupted", "abandoned"];
@@ -25,8 +26,16 @@ export async function buildsPage(root) {
     field("commit", { placeholder: "commit", size: 12, "aria-label": "commit", type: "search" }),
     h("button", { type: "submit" }, "Filter"));
   const box = h("div", { class: "builds-table" }, h("p", { class: "muted" }, "Loading…"));
-  root.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Builds"), form), box);
-  const list = new BuildList(box);
+  // Rows ticked in the list's first column are compared (a deep link: /compare?builds=A,B).
+  const compare = h("button", { type: "button", class: "compare-selected", disabled: true }, "Compare selected");
+  const list = new BuildList(box, (n) => {
+    compare.disabled = n < 2;
+    compare.textContent = n >= 2 ? `Compare ${n} builds` : "Compare selected";
+  });
+  compare.addEventListener("click", () => {
+    location.href = "/compare?" + new URLSearchParams({ builds: [...list.selected].join(",") });
+  });
+  root.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Builds"), form, compare), box);
 
   let polled = new Polled("/api/builds" + location.search);
   const apply = () => {
@@ -70,13 +79,15 @@ export async function buildsPage(root) {
 // The builds table, updated row by row: a row whose build did not change is left alone, so
 // focus and a text selection in it survive every refresh.
 class BuildList {
-  constructor(box) {
+  constructor(box, onSelect) {
     this.box = box;
+    this.selected = new Set();
+    this.onSelect = onSelect;
     this.rows = new Map();
     this.tbody = h("tbody", {});
     this.caption = h("caption", {});
     this.table = h("div", { class: "table-scroll" }, h("table", { class: "list builds" },
-      h("thead", {}, h("tr", {}, ["status", "build", "targets", "started", "took", "steps", "commit", "by", "workspace"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["", "status", "build", "targets", "started", "took", "steps", "commit", "by", "workspace"].map((t) => h("th", { scope: "col" }, t)))),
       this.tbody, this.caption));
   }
 
@@ -96,7 +107,7 @@ class BuildList {
       const sig = JSON.stringify([b.status, b.finished, b.counts]);
       let row = this.rows.get(b.id);
       if (!row || row.sig !== sig) {
-        const el = buildRow(b);
+        const el = buildRow(b, this);
         if (row) {
           if (before === row.el) before = el;  // it takes the old row's place
           row.el.replaceWith(el);
@@ -113,8 +124,14 @@ class BuildList {
   }
 }
 
-function buildRow(b) {
+function buildRow(b, list) {
+  const tick = h("input", { type: "checkbox", class: "pick", "aria-label": `select build ${b.id} to compare`, checked: list.selected.has(b.id) });
+  tick.addEventListener("change", () => {
+    if (tick.checked) list.selected.add(b.id); else list.selected.delete(b.id);
+    list.onSelect(list.selected.size);
+  });
   return h("tr", { "data-build": b.id },
+    h("td", {}, tick),
     h("td", {}, badge(b.status)),
     h("td", {}, h("a", { href: buildHref(b.id), class: "mono build-link" }, b.id)),
     h("td", { class: "targets-cell" }, targetSummary(b)),
@@ -148,9 +165,11 @@ export async function targetPage(root, label) {
     root.replaceChildren(h("h1", {}, label), errorBox(err));
     return;
   }
+  const trend = await api("/api/trend?" + new URLSearchParams({ target: label })).catch(() => null);
   root.replaceChildren(
     h("div", { class: "page-head" }, h("h1", {}, "History of ", h("span", { class: "mono" }, label)),
       h("a", { href: "/builds?target=" + encodeURIComponent(label) }, "its builds")),
+    trend ? trendCharts(trend) : null,
     h("div", { class: "table-scroll" }, h("table", { class: "list history" },
       h("thead", {}, h("tr", {}, ["build", "started", "step", "key", "took", "what changed in its key"].map((t) => h("th", {}, t)))),
       h("tbody", {}, data.entries.map((e) => h("tr", {},
