@@ -76,7 +76,7 @@ def _rows(maps: list[dict[str, Any]], include_same: bool) -> list[Row]:
         values = [m.get(name) for m in maps]
         same = all(repr(v) == repr(values[0]) for v in values)
         first, last = values[0], values[-1]
-        delta = last - first if _number(first) and _number(last) else None
+        delta = float(last) - float(first) if _number(first) and _number(last) else None  # type: ignore[arg-type]
         if include_same or not same:
             rows.append(Row(name=name, values=values, delta=delta, same=same))
     return rows
