@@ -604,7 +604,7 @@ def test_lineage_shows_what_the_step_loaded_and_read(tmp_path: Path, monkeypatch
     from mlbuild.engine.inspect.lineage_render import lineage_text
 
     root = tmp_path / "ws"
-    write(root, {**BASE, **MODELS_PKG, "data/extra.txt": "x", **rules("import importlib, os\nos.environ.get('KNOB_T3')\nopen('data/extra.txt').read()\nreturn importlib.import_module('lib.models.small').size()")})
+    write(root, {**BASE, **MODELS_PKG, "data/extra.txt": "x", **rules("import importlib, os\nos.environ.get('KNOB_T3')\n__import__('pathlib').Path('data/extra.txt').read_text()\nreturn importlib.import_module('lib.models.small').size()")})
     monkeypatch.chdir(root)
     monkeypatch.delenv("KNOB_T3", raising=False)
     build(root, tmp_path / "cache", ["//pipe:a"])
