@@ -11,7 +11,7 @@ from mlbuild.engine.run.settings import BuildSettings, RemoteSettings, parse_set
 
 # The flags of add_executor_options that fill a backend's options Struct (by field name).
 EXECUTOR_FLAGS = ("ray_address", "kube_context", "kube_namespace", "keep_cluster", "ray_cas_root", "ray_workspace",
-                  "docker_network", "kube_workers", "kube_ready_timeout")
+                  "docker_network", "kube_workers", "kube_ready_timeout", "ray_data", "kube_secret")
 
 
 def build_settings(args: argparse.Namespace, targets: list[str], **given: Any) -> BuildSettings:
@@ -87,6 +87,13 @@ def add_executor_options(p: argparse.ArgumentParser) -> None:
                    help="the cache's CAS as mounted on the Ray workers (a shared filesystem; default: the local path)")
     g.add_argument("--ray-workspace", default=None, metavar="DIR",
                    help="the workspace as mounted on the Ray workers (default: the local path)")
+    g.add_argument("--ray-data", default=None, choices=("remote", "shared"),
+                   help="remote: data and code move through the remote cache, nothing shared with the workers; "
+                        "shared: the workers read the CAS and workspace by path (default: remote when a remote "
+                        "cache is set and the cluster is not local)")
+    g.add_argument("--kube-secret", default=None, metavar="NAME",
+                   help="a Kubernetes Secret whose keys become the pods' environment (the remote's credentials, "
+                        "by reference: never in the manifest)")
     g.add_argument("--docker-network", default=None, metavar="NAME",
                    help="Docker network for --executor docker containers (default: Docker's default bridge)")
     g.add_argument("--kube-workers", type=int, default=None, metavar="N", help="worker pods of the RayCluster (default 1)")

@@ -76,6 +76,15 @@ RUNNER_OUTCOME_FILE = "outcome.msgpack"
 RUNNER_NEW_BLOBS_DIR = "cas"
 
 
+class RemoteCacheSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """What a remote cache is opened with; the engine resolves it (``mlbuild config`` shows it)."""
+
+    url: str
+    timeout: float  # seconds: a transport SHOULD bound each request by it
+    options: dict[str, Any] = {}  # the transport's own options (``MLBUILD_REMOTE_OPTIONS``)
+    signing_key: bytes | None = None  # entries are signed and checked with it when set
+
+
 class ExecutorContext(msgspec.Struct, frozen=True, kw_only=True):
     """What every executor is made from, whatever its backend: the engine fills it."""
 
@@ -83,6 +92,9 @@ class ExecutorContext(msgspec.Struct, frozen=True, kw_only=True):
     workspace: str  # the workspace root (absolute), where rule modules and source inputs are
     jobs: int  # steps to run at once (-j)
     build_id: str  # the build this executor runs for; backends label their work with it
+    # The build's remote cache, when one is set: a backend whose workers share no filesystem
+    # with this machine moves data through it (remote/ray_remote_data.py).
+    remote: RemoteCacheSettings | None = None
 
 
 class ExecutorOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,15 +127,6 @@ class Executor(Protocol):
     def submit(self, spec: ActionSpec) -> Future[ActionOutcome]: ...
 
     def close(self) -> None: ...
-
-
-class RemoteCacheSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """What a remote cache is opened with; the engine resolves it (``mlbuild config`` shows it)."""
-
-    url: str
-    timeout: float  # seconds: a transport SHOULD bound each request by it
-    options: dict[str, Any] = {}  # the transport's own options (``MLBUILD_REMOTE_OPTIONS``)
-    signing_key: bytes | None = None  # entries are signed and checked with it when set
 
 
 class RemoteCache(Protocol):

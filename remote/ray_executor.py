@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -124,6 +124,19 @@ class RayOptions(ExecutorOptions, frozen=True, kw_only=True):
     ray_address: str | None = None  # a running cluster (default: $RAY_ADDRESS, else a local Ray)
     ray_cas_root: str | None = None  # the CAS as mounted on the workers (default: the local path)
     ray_workspace: str | None = None  # the workspace as mounted on the workers (default: the local path)
+    # "remote": data and code move through the remote cache, nothing shared (ray_remote_data.py);
+    # "shared": the workers read the CAS and workspace by path. Default: remote when a remote
+    # cache is set and the cluster is not one started here for this build, shared otherwise.
+    ray_data: Literal["remote", "shared"] | None = None
+
+
+def data_mode(options: RayOptions, context: ExecutorContext, local_cluster: bool) -> str:
+    """``remote`` or ``shared`` (see ``RayOptions.ray_data``); UserError for remote without a remote."""
+    if options.ray_data == "remote" and context.remote is None:
+        raise UserError("--ray-data remote needs a remote cache (--remote-cache URL): data moves through it")
+    if options.ray_data is not None:
+        return options.ray_data
+    return "remote" if context.remote is not None and not local_cluster else "shared"
 
 
 class RayExecutor:
@@ -135,16 +148,35 @@ class RayExecutor:
     needs_shared_path: ClassVar[bool] = True
 
     def __init__(self, context: ExecutorContext, options: ExecutorOptions | None = None, *,
-                 session: RaySession | None = None) -> None:
+                 session: RaySession | None = None, forward_credentials: bool = True) -> None:
         opts = options if isinstance(options, RayOptions) else RayOptions()
         address = opts.ray_address or os.environ.get("RAY_ADDRESS") or None
-        self.session = session or RaySession(address, num_cpus=max(1, context.jobs))
+        self.mode = data_mode(opts, context, local_cluster=not address and session is None)
+        runtime_env = None
+        self.uploader: Any = None
+        if self.mode == "remote":
+            from mlbuild.remote import ray_remote_data
+
+            assert context.remote is not None
+            # Credentials reach the workers through the runtime env, never as task arguments.
+            env = ray_remote_data.worker_env(context.remote, forward_credentials=forward_credentials)
+            runtime_env = {"env_vars": env} if env else None
+            self.uploader = ray_remote_data.Uploader(context.remote, context.cas_root, context.workspace)
+        self.session = session or RaySession(address, num_cpus=max(1, context.jobs), runtime_env=runtime_env)
         self.cas_root = opts.ray_cas_root or context.cas_root
         self.workspace = opts.ray_workspace
         # A task that asks for more than any node has would wait forever: on a cluster of a
         # known, fixed shape (the local one, or one made for this build) it fails at once.
         self.capacity = self.session.node_capacity() if self.session.local or session is not None else None
-        self._task = self.session.ray.remote(run_step)
+        if self.mode == "remote":
+            from mlbuild.remote.ray_remote_data import run_step_remote
+
+            self._task = self.session.ray.remote(run_step_remote)
+        else:
+            self._task = self.session.ray.remote(run_step)
+        self._uploads: Any = None
+        # Set on each task too: a Ray session made elsewhere (a test, a notebook) lacks it.
+        self._runtime_env = runtime_env
         self._variants: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
 
@@ -154,7 +186,8 @@ class RayExecutor:
         with self._lock:
             task = self._variants.get(key)
             if task is None:
-                task = self._variants[key] = self._task.options(**ray_options(res, spec.options.retries))
+                extra = {"runtime_env": self._runtime_env} if self._runtime_env else {}
+                task = self._variants[key] = self._task.options(**ray_options(res, spec.options.retries), **extra)
             return task
 
     def _misfit(self, spec: ActionSpec) -> str | None:
@@ -176,13 +209,35 @@ class RayExecutor:
         if misfit is not None:
             result.set_result(ActionOutcome(key=spec.key, error=misfit, error_kind="infra"))
             return result
+        if self.mode == "remote":
+            # Uploading the inputs takes round trips to the remote: not on the build's thread.
+            with self._lock:
+                if self._uploads is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._uploads = ThreadPoolExecutor(4, thread_name_prefix="mlbuild-ray-upload")
+            self._uploads.submit(self._submit_remote, spec, result)
+            return result
         if self.workspace:
             spec = msgspec.structs.replace(spec, workspace=self.workspace)
+        self._submit(spec, result, self.cas_root)
+        return result
+
+    def _submit_remote(self, spec: ActionSpec, result: Future[ActionOutcome]) -> None:
         try:
-            ref = self._task_for(spec).remote(_enc.encode(spec), self.cas_root)
+            task = self.uploader.task_for(spec)
+        except Exception as exc:
+            error = f"its inputs could not be put in the remote cache: {type(exc).__name__}: {exc}"
+            result.set_result(ActionOutcome(key=spec.key, error=error, error_kind="infra"))
+            return
+        self._submit(spec, result, _enc.encode(task))
+
+    def _submit(self, spec: ActionSpec, result: Future[ActionOutcome], arg: Any) -> None:
+        try:
+            ref = self._task_for(spec).remote(_enc.encode(spec), arg)
         except Exception as exc:
             result.set_result(ActionOutcome(key=spec.key, error=f"Ray refused the task: {exc}", error_kind="infra"))
-            return result
+            return
         retries = spec.options.retries
 
         def done(inner: Future[bytes]) -> None:
@@ -193,7 +248,6 @@ class RayExecutor:
                 result.set_result(self._outcome_for(spec.key, exc, retries))
 
         ref.future().add_done_callback(done)
-        return result
 
     def _outcome_for(self, key: str, exc: BaseException, retries: int) -> ActionOutcome:
         from ray import exceptions as rex
@@ -204,5 +258,13 @@ class RayExecutor:
         message = str(exc).strip().splitlines()
         return ActionOutcome(key=key, error=f"Ray: {type(exc).__name__}: {message[-1] if message else ''}", error_kind="infra")
 
+    @property
+    def outputs_remote(self) -> bool:
+        """The outputs stay in the remote CAS (the build downloads only what it needs and
+        writes the action entry without uploading blobs)."""
+        return self.mode == "remote"
+
     def close(self) -> None:
+        if self._uploads is not None:
+            self._uploads.shutdown(wait=False, cancel_futures=True)
         self.session.close()

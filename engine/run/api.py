@@ -87,7 +87,7 @@ class BuildSession:
 
     def executor_context(self) -> ExecutorContext:
         return ExecutorContext(cas_root=str(self.store.cas.root), workspace=str(self.ws.root),
-                               jobs=self.config.jobs, build_id=self.build_id)
+                               jobs=self.config.jobs, build_id=self.build_id, remote=self.config.remote)
 
     def make_executor(self) -> Executor:
         """The build's executor; called only when a step must run."""

@@ -38,6 +38,8 @@ class RemoteSessionLike(Protocol):
 
     def ensure_local(self, refs: list[ArtifactRef]) -> bool: ...
 
+    def publish_entry(self, result: ActionResult) -> None: ...
+
     def publish(self, result: ActionResult) -> None: ...
 
     def prefetch(self, keys: list[str]) -> None: ...
@@ -291,8 +293,11 @@ class _BuildState:
                 self.hits.append(spec.key)
                 self.complete(label, hit, status, 0.0)
                 return
-        # It must run here: its inputs' bytes must be here and intact.
+        # It must run here: its inputs' bytes must be here and intact (unless the executor's
+        # workers fetch them from the remote cache themselves: remote/ray_remote_data.py).
         for dep in target.deps():
+            if self.b.remote is not None and getattr(self.b.executor, "outputs_remote", False):
+                break
             if not self.b.ensure_local(self.results[dep].outputs):
                 self.reexecute(dep, label)
                 return
@@ -380,7 +385,10 @@ class _BuildState:
         )
         self.b.store.index.put_action(result)
         if self.b.remote is not None:
-            self.b.remote.publish(result)
+            if getattr(self.b.executor, "outputs_remote", False):
+                self.b.remote.publish_entry(result)  # its worker pushed the blobs already
+            else:
+                self.b.remote.publish(result)
         self.complete(label, result, "executed", seconds)
 
     def _check_trace(self, label: Label, spec: Any, outcome: ActionOutcome) -> ActionOutcome:

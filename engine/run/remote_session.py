@@ -252,6 +252,25 @@ class RemoteSession:
                 self._publisher = DaemonPool(2, "mlbuild-publish")
             self._pending.append(self._publisher.submit(self._publish, result))
 
+    def publish_entry(self, result: ActionResult) -> None:
+        """Write the entry of a result whose blobs a remote worker pushed already (its step
+        ran where the remote cache is the only thing shared): the entry, last."""
+        if not self.upload or not self.available or result.pickled:
+            return
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = DaemonPool(2, "mlbuild-publish")
+            self._pending.append(self._publisher.submit(self._publish_entry, result))
+
+    def _publish_entry(self, result: ActionResult) -> bool:
+        try:
+            self._call(self.cache.put_action, result)
+        except (_Down, InvalidEntry):
+            return False
+        with self._lock:
+            self.stats.entries_up += 1
+        return True
+
     def publish_now(self, result: ActionResult) -> bool:
         """Upload a result and wait; True when its entry is on the remote."""
         if result.pickled or not self.available:

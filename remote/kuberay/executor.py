@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, ExecutorContext, ExecutorOptions
@@ -56,10 +56,21 @@ class KubeRayOptions(ExecutorOptions, frozen=True, kw_only=True):
     kube_ready_timeout: float | None = None  # seconds to wait for the cluster (default 600)
     ray_cas_root: str | None = None  # the CAS as mounted on the pods (default: the local path)
     ray_workspace: str | None = None  # the workspace as mounted on the pods (default: the local path)
+    ray_data: Literal["remote", "shared"] | None = None  # as --executor ray's (default: remote with a remote cache)
+    kube_secret: str | None = None  # a Secret holding the remote's credentials, referenced by the pods
+
+
+# Variables a pod takes from ``--kube-secret NAME`` (each optional: a Secret holds the ones its
+# remote needs), under keys of the same names.
+SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
+              "MLBUILD_REMOTE_OPTIONS",
+              "GOOGLE_APPLICATION_CREDENTIALS", "AZURE_STORAGE_CONNECTION_STRING")
+ENV_REMOTE_URL = "MLBUILD_REMOTE_CACHE"
 
 
 def cluster_spec_for(
-    spec: ActionSpec, build_id: str, namespace: str, workers: int, ray_version: str
+    spec: ActionSpec, build_id: str, namespace: str, workers: int, ray_version: str,
+    remote_url: str | None = None, secret: str | None = None,
 ) -> ClusterSpec:
     """The RayCluster of a build whose first step is ``spec``: its image, its resources."""
     assert spec.image is not None
@@ -72,7 +83,9 @@ def cluster_spec_for(
         head=HeadGroup(resources=node_resources(Resources())),
         workers=(WorkerGroup(group_name="workers", replicas=workers, resources=node),),
         # On the pods: a step's own `with RayCluster(...)` then opens its cluster on Kubernetes too.
-        env={ENV_NAMESPACE: namespace, ENV_IMAGE: spec.image},
+        env={ENV_NAMESPACE: namespace, ENV_IMAGE: spec.image, **({ENV_REMOTE_URL: remote_url} if remote_url else {})},
+        secret=secret,
+        secret_env={name: name for name in SECRET_ENV} if secret else {},
     )
 
 
@@ -93,7 +106,10 @@ class KubeRayExecutor:
         self.keep = opts.keep_cluster
         self.workers = 1 if opts.kube_workers is None else opts.kube_workers
         self.ready_timeout = 600.0 if opts.kube_ready_timeout is None else opts.kube_ready_timeout
-        self.ray_options = RayOptions(ray_cas_root=opts.ray_cas_root, ray_workspace=opts.ray_workspace)
+        # The cluster is never this machine: with a remote cache, data moves through it.
+        self.ray_options = RayOptions(ray_cas_root=opts.ray_cas_root, ray_workspace=opts.ray_workspace,
+                                      ray_data=opts.ray_data or ("remote" if context.remote is not None else "shared"))
+        self.secret = opts.kube_secret
         self.poll_interval = 2.0
         self.handle: ClusterHandle | None = None
         self.image: str | None = None
@@ -130,7 +146,9 @@ class KubeRayExecutor:
 
         from mlbuild.remote.kuberay.cluster import KubeRayError, head_address, managed_cluster
 
-        cluster = cluster_spec_for(spec, self.build_id, self.namespace, self.workers, ray.__version__)
+        remote = self.context.remote if self.ray_options.ray_data == "remote" else None
+        cluster = cluster_spec_for(spec, self.build_id, self.namespace, self.workers, ray.__version__,
+                                   remote_url=remote.url if remote else None, secret=self.secret)
         try:
             self.handle = self._stack.enter_context(
                 managed_cluster(
@@ -154,7 +172,9 @@ class KubeRayExecutor:
                 url = self._port_forward(address.port_forward, address.port, url)
             session = RaySession(url)
             self._stack.callback(session.close)
-            self._ray = RayExecutor(self.context, self.ray_options, session=session)
+            # With a Secret the pods hold the credentials: this machine's are not sent.
+            self._ray = RayExecutor(self.context, self.ray_options, session=session,
+                                    forward_credentials=self.secret is None)
             self.image = spec.image
         except BaseException as exc:
             self.close()

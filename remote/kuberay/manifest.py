@@ -145,6 +145,10 @@ class ClusterSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None = None
     """Override the derived cluster name (must be a DNS-1035 label of at most 53 characters)."""
     env: dict[str, str] = {}
+    secret_env: dict[str, str] = {}
+    """Variable -> key in ``secret``: each becomes ``valueFrom.secretKeyRef`` (optional), so the
+    manifest names the Secret and never holds a credential."""
+    secret: str | None = None
     service_account: str | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
     """Default: ``IfNotPresent`` for a ``repo@sha256:`` reference, ``Never`` for an image id."""
@@ -285,8 +289,12 @@ def _container(
     }
     if ports:
         container["ports"] = ports
-    if spec.env:
-        container["env"] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
+    if spec.secret:
+        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": spec.secret, "key": key, "optional": True}}}
+                for k, key in sorted(spec.secret_env.items())]
+    if env:
+        container["env"] = env
     return container
 
 

@@ -1,0 +1,304 @@
+"""Remote-data mode of the Ray executors: nothing is shared between the client and the cluster
+but the remote cache (an fsspec URL: a bucket, usually).
+
+What moves where (docs/executors.md has the diagram):
+
+- client -> remote CAS, before a step is submitted: its input blobs the remote lacks (trees with
+  their entries) and its *input root*: the project's ``.py`` files and the step's ``File()``
+  inputs, as an ``InputRoot`` manifest (path -> digest) whose blobs are the files' bytes.
+- client -> Ray task: the ActionSpec and a ``RemoteTask`` (the URL, the timeout, the input
+  root's digest). Never a client path, never a credential: those reach the workers through the
+  Ray runtime env (``MLBUILD_REMOTE_OPTIONS``, ``AWS_*``) or the RayCluster's pod env.
+- worker: a cache of its own on the node, inputs fetched by digest and verified, the input root
+  written to a scratch folder, the step run there by the same runner as every executor, the
+  outputs and log pushed as blobs; the outcome (digests, timings, log digest, node) returned.
+- client: records the result and writes the action entry, last (blobs first, entry last: a
+  worker lost mid-step leaves blobs no entry names, never an entry without its blobs), and
+  downloads only what it needs.
+
+A step whose rule names an image runs the code baked into its image (its digest is in the key):
+no input root is shipped for it but its ``File()`` inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mlbuild.cache.cas import CAS
+from mlbuild.cache.digest import digest_file
+from mlbuild.cache.records import ArtifactRef, TreeEntry
+from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, RemoteCacheSettings
+
+__all__ = ["InputRoot", "RemoteTask", "Uploader", "run_step_remote", "worker_env", "worker_cache_dir"]
+
+ENV_REMOTE_OPTIONS = "MLBUILD_REMOTE_OPTIONS"
+ENV_WORKER_CACHE = "MLBUILD_WORKER_CACHE"
+SMALL = 4 * 1024 * 1024
+# Folders of a workspace that are never project source.
+_SKIP_DIRS = {".git", ".hg", ".venv", "venv", "__pycache__", "node_modules", "mlbuild-out", ".mlbuild", ".tox"}
+# Variables the workers need to reach the remote; their values are never printed.
+_FORWARDED_PREFIXES = ("AWS_", "GOOGLE_", "AZURE_")
+_FORWARDED = {ENV_REMOTE_OPTIONS, "RAY_AUTH_MODE"}
+
+
+class InputRoot(msgspec.Struct, frozen=True):
+    """The files a step needs from the project, by content: workspace-relative path -> digest."""
+
+    files: dict[str, str]
+    schema: int = 1
+
+
+class RemoteTask(msgspec.Struct, frozen=True):
+    """What a remote-data Ray task gets besides its ActionSpec: where the data is, not how to
+    get in (credentials come from the worker's environment)."""
+
+    url: str
+    timeout: float
+    input_root: str  # digest of an InputRoot blob
+    schema: int = 1
+
+
+_enc = msgspec.msgpack.Encoder()
+_dec_root = msgspec.msgpack.Decoder(InputRoot)
+_dec_task = msgspec.msgpack.Decoder(RemoteTask)
+_dec_spec = msgspec.msgpack.Decoder(ActionSpec)
+_dec_tree = msgspec.msgpack.Decoder(list[TreeEntry])
+
+
+def worker_env(settings: RemoteCacheSettings, environ: dict[str, str] | None = None, *,
+               forward_credentials: bool = True) -> dict[str, str]:
+    """The variables a worker needs to reach the remote: the transport's options and the
+    cloud credentials of this process (not when the workers hold their own: a KubeRay
+    Secret). For the Ray runtime env; never printed."""
+    env = dict(os.environ if environ is None else environ)
+    out = {k: v for k, v in env.items() if forward_credentials and (k.startswith(_FORWARDED_PREFIXES) or k in _FORWARDED)}
+    if settings.options and forward_credentials:
+        out[ENV_REMOTE_OPTIONS] = json.dumps(settings.options)
+    return out
+
+
+def worker_cache_dir() -> str:
+    """The node's own cache: ``$MLBUILD_WORKER_CACHE``, else one under the node's temp folder."""
+    return os.environ.get(ENV_WORKER_CACHE) or os.path.join(tempfile.gettempdir(), f"mlbuild-worker-{os.getuid()}")
+
+
+def _open_remote(url: str, timeout: float) -> Any:
+    from mlbuild.remote.fsspec_cache import FsspecRemoteCache, storage_options
+
+    given = json.loads(os.environ.get(ENV_REMOTE_OPTIONS) or "{}")
+    return FsspecRemoteCache(url, storage_options=storage_options(url, timeout, given))
+
+
+# -- the client side ------------------------------------------------------------------------
+
+
+class Uploader:
+    """Puts what a step needs into the remote CAS before it is submitted. Thread-safe; what
+    is known to be on the remote is asked about once per build."""
+
+    def __init__(self, settings: RemoteCacheSettings, cas_root: str, workspace: str) -> None:
+        self.remote = _open_remote(settings.url, settings.timeout)
+        self.settings = settings
+        self.cas = CAS(cas_root)
+        self.workspace = Path(workspace)
+        self._there: set[str] = set()
+        self._lock = threading.Lock()
+        self._sources: dict[str, tuple[tuple[int, int], str]] = {}  # rel -> (stat signature, digest)
+        self.bytes_up = 0
+        self.blobs_up = 0
+
+    def task_for(self, spec: ActionSpec) -> RemoteTask:
+        """Upload the step's inputs and input root; the task to send with it. Raises
+        ``LookupError`` naming a blob that is neither here nor on the remote."""
+        for inp in spec.inputs:
+            for ref in inp.refs:
+                self._put_ref(ref)
+        rels = self._project_sources()
+        rels += [p for i in spec.inputs if i.path is not None for p in self._expand(i.path)]
+        files: dict[str, str] = {}
+        for rel in rels:
+            digest = self._source_digest(rel)
+            self._put_path(digest, str(self.workspace / rel))
+            files[rel] = digest
+        data = _enc.encode(InputRoot(files=dict(sorted(files.items()))))
+        root = self.cas.put_bytes(data)
+        self._put_local(root)
+        return RemoteTask(url=self.settings.url, timeout=self.settings.timeout, input_root=root)
+
+    def _project_sources(self) -> list[str]:
+        """Every ``.py`` file of the project: a superset of what any step's code digest covers
+        (the build's trace check confirms what the worker ran is what the key describes)."""
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.workspace):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+            for name in filenames:
+                if name.endswith(".py"):
+                    out.append(Path(os.path.relpath(os.path.join(dirpath, name), self.workspace)).as_posix())
+        return out
+
+    def _expand(self, rel: str) -> list[str]:
+        path = self.workspace / rel
+        if path.is_dir():
+            return sorted(Path(os.path.relpath(os.path.join(d, n), self.workspace)).as_posix()
+                          for d, _, names in os.walk(path) for n in names)
+        return [rel]
+
+    def _source_digest(self, rel: str) -> str:
+        path = self.workspace / rel
+        st = os.stat(path)
+        sig = (st.st_mtime_ns, st.st_size)
+        known = self._sources.get(rel)
+        if known is not None and known[0] == sig:
+            return known[1]
+        digest = digest_file(path)[0]
+        self._sources[rel] = (sig, digest)
+        return digest
+
+    def _put_ref(self, ref: ArtifactRef) -> None:
+        self._put_local(ref.digest)
+        if ref.codec == "tree":
+            entries = _dec_tree.decode(self.cas.get_bytes(ref.digest)) if self.cas.has(ref.digest) else []
+            for entry in entries:
+                self._put_local(entry.digest)
+
+    def _put_local(self, digest: str) -> None:
+        if not self.cas.has(digest):
+            if not self._on_remote(digest):
+                raise LookupError(f"blob {digest} is neither in the local cache nor on the remote")
+            return
+        self._put_path(digest, self.cas.path_str(digest))
+
+    def _on_remote(self, digest: str) -> bool:
+        with self._lock:
+            if digest in self._there:
+                return True
+        if self.remote.has_blob(digest):
+            with self._lock:
+                self._there.add(digest)
+            return True
+        return False
+
+    def _put_path(self, digest: str, path: str) -> None:
+        if self._on_remote(digest):
+            return
+        self.remote.push_blob(digest, path)
+        with self._lock:
+            self._there.add(digest)
+            self.blobs_up += 1
+            self.bytes_up += os.path.getsize(path)
+
+
+# -- the worker side ------------------------------------------------------------------------
+
+
+class _Fetcher:
+    def __init__(self, remote: Any, cas: CAS) -> None:
+        self.remote = remote
+        self.cas = cas
+        self.bytes_down = 0
+
+    def blob(self, digest: str) -> None:
+        """Make sure the worker's CAS holds ``digest``, fetched from the remote and verified."""
+        if self.cas.has(digest):
+            return
+        data = self.remote.read_blob(digest, SMALL)
+        if data is not None:
+            actual = self.cas.put_verified(digest, data)
+            got = len(data)
+        else:
+            tmp = self.cas.temp_path()
+            actual = self.remote.fetch_blob(digest, tmp)
+            got = os.path.getsize(tmp)
+            if actual == digest:
+                self.cas.adopt_file(tmp, digest)
+            else:
+                os.unlink(tmp)
+        if actual != digest:
+            raise ValueError(f"blob {digest} from the remote is corrupt (its bytes hash to {actual})")
+        self.bytes_down += got
+
+    def refs(self, refs: Iterable[ArtifactRef]) -> None:
+        for ref in refs:
+            self.blob(ref.digest)
+            if ref.codec == "tree":
+                for entry in _dec_tree.decode(self.cas.get_bytes(ref.digest)):
+                    self.blob(entry.digest)
+
+
+def _push_outputs(remote: Any, cas: CAS, outcome: ActionOutcome) -> int:
+    """Blobs first: a tree's entries before the tree, everything before the client's entry."""
+    pushed = 0
+    digests: list[str] = []
+    for ref in outcome.outputs:
+        if ref.codec == "tree":
+            digests += [e.digest for e in _dec_tree.decode(cas.get_bytes(ref.digest))]
+        digests.append(ref.digest)
+    if outcome.log_digest:
+        digests.append(outcome.log_digest)
+    for digest in dict.fromkeys(digests):
+        if not remote.has_blob(digest):
+            remote.push_blob(digest, cas.path_str(digest))
+            pushed += cas.size(digest)
+    return pushed
+
+
+def node_name() -> str:
+    """``hostname/node-id``: which Ray node ran the step (the outcome's and the result's host)."""
+    host = socket.gethostname()
+    with contextlib.suppress(Exception):
+        import ray
+
+        return f"{host}/{ray.get_runtime_context().get_node_id()}"
+    return host
+
+
+def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
+    """The body of a remote-data Ray task: fetch, materialize, run, push; the outcome as msgpack."""
+    from mlbuild.engine.run.runner import run_encoded_with
+
+    spec = _dec_spec.decode(spec_bytes)
+    task = _dec_task.decode(task_bytes)
+    cas = CAS(os.path.join(worker_cache_dir(), "cas"))
+    remote = _open_remote(task.url, task.timeout)
+    fetch = _Fetcher(remote, cas)
+    scratch = tempfile.mkdtemp(prefix="ws-", dir=str(cas.tmp))
+    try:
+        try:
+            fetch.blob(task.input_root)
+            root = _dec_root.decode(cas.get_bytes(task.input_root))
+            for rel, digest in root.files.items():
+                fetch.blob(digest)
+                target = Path(scratch) / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cas.path_str(digest), target)
+            for inp in spec.inputs:
+                fetch.refs(inp.refs)
+        except Exception as exc:
+            failed = ActionOutcome(key=spec.key, host=node_name(), error_kind="infra",
+                                   error=f"its inputs could not be fetched from the remote cache {task.url}: "
+                                         f"{type(exc).__name__}: {exc}")
+            return _enc.encode(failed)
+        local = msgspec.structs.replace(spec, workspace=scratch)
+        outcome = msgspec.msgpack.decode(run_encoded_with(_enc.encode(local), cas), type=ActionOutcome)
+        outcome.host = node_name()
+        if outcome.error is None or outcome.log_digest:
+            try:
+                _push_outputs(remote, cas, outcome)
+            except Exception as exc:
+                outcome.outputs = []
+                outcome.error = f"its outputs could not be pushed to the remote cache {task.url}: {type(exc).__name__}: {exc}"
+                outcome.error_kind = "infra"
+        return _enc.encode(outcome)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
