@@ -411,3 +411,27 @@ def test_shape_and_reuse_selector() -> None:
         key, _, value = term.partition("=")
         assert labels[key] == value
     assert LABEL_KEEP not in build_manifest(a)["metadata"]["labels"]
+
+
+def test_remote_data_cluster_names_its_secret_and_never_holds_a_credential(crd: CrdSchema) -> None:
+    """Remote-data mode (remote/ray_remote_data.py): the pods get the remote URL as a value and
+    the credentials by reference to a Secret (``--kube-secret``), and the manifest stays valid."""
+    from mlbuild.engine.interfaces import ActionSpec, KeySpec
+    from mlbuild.remote.kuberay.executor import SECRET_ENV, cluster_spec_for
+    from mlbuild.rules.rule import RuleOptions
+
+    step = ActionSpec(key="k", label="//a:b", rule_file="a/steps.py", rule_func="f", inputs=[], config=None,
+                      options=RuleOptions(), key_spec=KeySpec(1, "a/steps.py:f", "c", {}, None, "e"),
+                      workspace="/nowhere", image=f"registry.example.com:5000/team/train@{DIGEST}")
+    spec = cluster_spec_for(step, "build-1", "ml", 2, "2.52.0", remote_url="s3://team/cache", secret="mlbuild-remote")
+    manifest = build_manifest(spec)
+    assert crd.errors(manifest) == []
+    for group in [manifest["spec"]["headGroupSpec"], *manifest["spec"]["workerGroupSpecs"]]:
+        env = group["template"]["spec"]["containers"][0]["env"]
+        values = {e["name"]: e.get("value") for e in env if "value" in e}
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
+        assert values["MLBUILD_REMOTE_CACHE"] == "s3://team/cache"
+        assert set(refs) == set(SECRET_ENV) and not set(refs) & set(values)
+        assert all(r["name"] == "mlbuild-remote" and r["optional"] is True for r in refs.values())
+    plain = build_manifest(cluster_spec_for(step, "build-1", "ml", 2, "2.52.0"))
+    assert "secretKeyRef" not in repr(plain) and "MLBUILD_REMOTE_CACHE" not in repr(plain)

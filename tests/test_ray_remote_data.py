@@ -323,3 +323,24 @@ def test_node_lost_without_retries_fails_and_keeps_what_was_built(ws: Path, tmp_
     again = build(ws, s3_bucket, None, "//pkg:numbers")  # locally, from the local cache
     assert again.returncode == 0, again.stderr
     assert summary(again)["actions"]["cached"] == 1
+
+
+def test_data_mode_defaults_and_credentials_forwarded() -> None:
+    from mlbuild.engine.errors import UserError
+    from mlbuild.engine.interfaces import ExecutorContext, RemoteCacheSettings
+    from mlbuild.remote.ray_executor import RayOptions, data_mode
+    from mlbuild.remote.ray_remote_data import worker_env
+
+    remote = RemoteCacheSettings(url="s3://b/c", timeout=5.0, options={"anon": False})
+    with_remote = ExecutorContext(cas_root="/c", workspace="/w", jobs=1, build_id="b", remote=remote)
+    without = ExecutorContext(cas_root="/c", workspace="/w", jobs=1, build_id="b")
+    assert data_mode(RayOptions(), with_remote, local_cluster=False) == "remote"
+    assert data_mode(RayOptions(), with_remote, local_cluster=True) == "shared"  # one machine: the fast path
+    assert data_mode(RayOptions(), without, local_cluster=False) == "shared"
+    assert data_mode(RayOptions(ray_data="shared"), with_remote, local_cluster=False) == "shared"
+    assert data_mode(RayOptions(ray_data="remote"), with_remote, local_cluster=True) == "remote"
+    with pytest.raises(UserError, match="needs a remote cache"):
+        data_mode(RayOptions(ray_data="remote"), without, local_cluster=False)
+    env = {"AWS_SECRET_ACCESS_KEY": "s", "HOME": "/root", "MLBUILD_CACHE_KEY": "k"}
+    assert worker_env(remote, env) == {"AWS_SECRET_ACCESS_KEY": "s", "MLBUILD_REMOTE_OPTIONS": '{"anon": false}'}
+    assert worker_env(remote, env, forward_credentials=False) == {}  # a KubeRay Secret holds them
