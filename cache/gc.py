@@ -15,6 +15,7 @@ import msgspec
 
 from mlbuild.cache.cas import CorruptBlob, MissingBlob
 from mlbuild.cache.memo import Memo
+from mlbuild.cache.processes import pid_alive
 from mlbuild.cache.records import ActionResult, CodeManifest
 from mlbuild.cache.store import LocalStore
 from mlbuild.cache.trees import read_tree
@@ -53,7 +54,7 @@ def remove_stale_temp(tmp: Path, min_age: float, now: float | None = None) -> in
         except FileNotFoundError:
             continue
         owner = _PID_PREFIX.match(entry.name)
-        if owner and _alive(int(owner.group(1))):
+        if owner and pid_alive(int(owner.group(1))):
             continue
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
@@ -63,15 +64,6 @@ def remove_stale_temp(tmp: Path, min_age: float, now: float | None = None) -> in
         removed += 1
     return removed
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _References:

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import msgspec
 
+from mlbuild.cache.processes import pid_alive
 from mlbuild.engine.records import LiveLog
 
 __all__ = ["LiveLog", "LIVE_DIR", "open_live_log", "running_logs"]
@@ -42,15 +43,6 @@ def open_live_log(tmp: Path, key: str, label: str) -> Iterator[BinaryIO]:
         log.close()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def running_logs(tmp: Path) -> list[LiveLog]:
     """The logs of steps running now (their process alive), newest first."""
@@ -65,6 +57,6 @@ def running_logs(tmp: Path) -> list[LiveLog]:
         except (OSError, msgspec.DecodeError):
             continue  # removed meanwhile, or half written
         log = note.with_suffix(".log")
-        if _alive(live.pid) and log.exists():
+        if pid_alive(live.pid) and log.exists():
             found.append(msgspec.structs.replace(live, path=str(log)))
     return sorted(found, key=lambda x: x.started, reverse=True)

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from mlbuild.cache.processes import pid_alive
+
 OUTPUT_DIR = "mlbuild-out"  # as in engine/plan/workspace.py (not imported: this stays light)
 
 
@@ -61,13 +63,7 @@ def process_alive(pid: int, identity: str) -> bool:
         return False
     if identity:
         return process_identity(pid) == identity
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def git_state(path: Path) -> tuple[str | None, bool | None]:

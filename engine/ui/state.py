@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import msgspec
 
+from mlbuild.cache.processes import pid_alive
 from mlbuild.engine.records import UiState
 
 __all__ = ["UiState", "STATE_FILE", "write_state", "remove_state", "running_ui", "step_link"]
@@ -45,20 +46,11 @@ def _read(path: Path) -> UiState | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
-
 
 def running_ui(cache_dir: Path) -> UiState | None:
     """The UI serving this cache, if its process is alive."""
     state = _read(cache_dir / STATE_FILE)
-    return state if state is not None and _alive(state.pid) else None
+    return state if state is not None and pid_alive(state.pid) else None
 
 
 def step_link(cache_dir: Path, build_id: str, key: str | None, tab: str = "logs") -> str | None:
