@@ -46,6 +46,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from mlbuild.cache.store import LocalStore
+
 REPO = Path(__file__).resolve().parent.parent
 # `from support.cli import mlbuild`: the helpers in tests/support/ are a package on this path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -172,6 +174,23 @@ def _session_env() -> Iterator[pytest.MonkeyPatch]:
 
 
 # --------------------------------------------------------------------------- private cache
+
+
+@pytest.fixture
+def store(tmp_cache_dir: Path) -> Iterator[LocalStore]:
+    """The local store in the test's own cache directory."""
+    s = LocalStore(tmp_cache_dir)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ui_server(store: LocalStore) -> Iterator[str]:
+    """The UI's app on a loopback port, in a thread of this process; yields its base URL."""
+    from support.ui import serve_ui
+
+    with serve_ui(store) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +121,6 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
 @pytest.fixture
 def ws(tmp_path: Path) -> Path:
     return write_workspace(tmp_path / "ws", FILES)
-
-
-@pytest.fixture
-def store(tmp_cache_dir: Path) -> Iterator[LocalStore]:
-    s = LocalStore(tmp_cache_dir)
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -13,17 +13,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from mlbuild.cache.store import LocalStore
 from mlbuild.engine.ui.live import TAIL, live_log
-
-from support.ui import serve_ui
 
 CLI = [sys.executable, "-c", "import sys; from mlbuild.engine.cli import main; sys.exit(main())"]
 TIMEOUT_MS = 30_000
@@ -80,16 +76,8 @@ def ws(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_cache_dir: Path) -> Iterator[LocalStore]:
-    s = LocalStore(tmp_cache_dir)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def server(store: LocalStore) -> Iterator[str]:
-    with serve_ui(store) as url:
-        yield url
+def server(ui_server: str) -> str:
+    return ui_server
 
 
 def wait_for_answers(page: Any, asked: list[tuple[str, int]], which: Any, count: int) -> None:

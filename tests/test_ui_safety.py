@@ -13,13 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,13 +30,6 @@ from mlbuild.engine.ui.views import MAX_LOG
 
 CLI = [sys.executable, "-c", "import sys; from mlbuild.engine.cli import main; sys.exit(main())"]
 NAME = "report #1 & final.txt"
-
-
-@pytest.fixture
-def store(tmp_cache_dir: Path) -> Iterator[LocalStore]:
-    s = LocalStore(tmp_cache_dir)
-    yield s
-    s.close()
 
 
 def record(store: LocalStore, actions: list[BuildAction], **kw: Any) -> BuildRecord:

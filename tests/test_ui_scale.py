@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,7 +16,6 @@ import pytest
 
 from mlbuild.cache.records import BuildRecord
 from mlbuild.cache.store import LocalStore
-from mlbuild.engine.ui.server import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "test-artifacts" / "ui"
@@ -32,23 +29,8 @@ _spec.loader.exec_module(ui_synth)
 
 
 @pytest.fixture
-def store(tmp_cache_dir: Path) -> Iterator[LocalStore]:
-    s = LocalStore(tmp_cache_dir)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def server(store: LocalStore) -> Iterator[str]:
-    """The UI's app on a loopback port, in a thread of this process."""
-    from werkzeug.serving import make_server
-
-    srv = make_server("127.0.0.1", 0, create_app(store), threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}"
-    srv.shutdown()
-    thread.join(timeout=10)
+def server(ui_server: str) -> str:
+    return ui_server
 
 
 @pytest.fixture
