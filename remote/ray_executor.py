@@ -1,12 +1,15 @@
 """The ray executor: each step as a Ray task, on a local Ray started for the build or on a
 running cluster (``--ray-address ADDR`` or ``RAY_ADDRESS``).
 
-Steps' inputs and outputs go through mlbuild's CAS, never only through Ray's object store: the
-task reads its inputs from the CAS and writes its outputs there, and the build records each
-finished action in the action cache as it completes. So a build interrupted on Ray resumes from
-the cache. The CAS must be reachable from the workers at a path: on one machine it is the local
-cache directory; on a multi-node cluster, a shared filesystem mounted on every node (give its
-path on the workers with ``--ray-cas-root``, and the workspace's with ``--ray-workspace``).
+Steps' inputs and outputs go through mlbuild's caches, never only through Ray's object store,
+and the build records each finished action in the action cache as it completes, so a build
+interrupted on Ray resumes from the cache. Two data modes (``--ray-data``):
+
+- ``remote`` (the default with a remote cache on a cluster not started here): nothing is shared
+  but the remote cache; inputs and code move through it by content (``ray_remote_data.py``).
+- ``shared``: the workers read the CAS at a path: on one machine the local cache directory; on a
+  multi-node cluster, a shared filesystem mounted on every node (give its path on the workers
+  with ``--ray-cas-root``, and the workspace's with ``--ray-workspace``).
 
 A step's ``Resources`` become the task's ``num_cpus``, ``num_gpus`` and ``memory``; its
 ``retries`` become ``max_retries``, which Ray applies when the worker process dies (a step that

@@ -295,9 +295,9 @@ class _BuildState:
                 return
         # It must run here: its inputs' bytes must be here and intact (unless the executor's
         # workers fetch them from the remote cache themselves: remote/ray_remote_data.py).
-        for dep in target.deps():
-            if self.b.remote is not None and getattr(self.b.executor, "outputs_remote", False):
-                break
+        remote_inputs = (self.b.remote is not None and self.b.options.execute
+                         and getattr(self.b.executor, "outputs_remote", False))
+        for dep in [] if remote_inputs else target.deps():
             if not self.b.ensure_local(self.results[dep].outputs):
                 self.reexecute(dep, label)
                 return
