@@ -79,9 +79,10 @@ def _package_lock(package_dir: Path) -> Iterator[None]:
 
 def _intact(package_dir: Path, name: str, entry: Materialized) -> bool:
     """True when the files on disk are exactly the ones ``entry`` stamped (one lstat each)."""
+    base = os.fspath(package_dir) + os.sep  # plain strings: one lstat per file is the cost
     for stamp in entry.files:
         try:
-            st = os.lstat(package_dir / stamp.path)
+            st = os.lstat(base + stamp.path)
         except OSError:
             return False
         if st.st_size != stamp.size or st.st_mtime_ns != stamp.mtime_ns or not _regular(st.st_mode):
@@ -126,9 +127,22 @@ class Materializer:
         self.ensure_local = ensure_local
         self._markers: dict[str, Markers] = {}
         self._checked: dict[tuple[Label, str], bool] = {}
+        self._package_dirs: dict[str, Path] = {}
+        # id(result) -> (result, its digest): computed once per result; holding the result
+        # keeps its id from being reused.
+        self._digests: dict[int, tuple[ActionResult, str]] = {}
 
     def package_dir(self, label: Label) -> Path:
-        return self.out_root / label.package if label.package else self.out_root
+        found = self._package_dirs.get(label.package)
+        if found is None:
+            found = self._package_dirs[label.package] = self.out_root / label.package if label.package else self.out_root
+        return found
+
+    def _digest(self, result: ActionResult) -> str:
+        known = self._digests.get(id(result))
+        if known is None or known[0] is not result:
+            known = self._digests[id(result)] = (result, result.result_digest())
+        return known[1]
 
     def _package_markers(self, label: Label, reload: bool = False) -> Markers:
         if reload or label.package not in self._markers:
@@ -137,7 +151,7 @@ class Materializer:
 
     def is_current(self, label: Label, result: ActionResult) -> bool:
         """True when ``mlbuild-out/`` already holds exactly this result of ``label``, untouched."""
-        digest = result.result_digest()
+        digest = self._digest(result)
         known = self._checked.get((label, digest))
         if known is None:
             entry = self._package_markers(label).targets.get(label.name)
@@ -165,7 +179,7 @@ class Materializer:
                 with _package_lock(package_dir):
                     self._clear_staging(package_dir)
                     for label, result in todo:
-                        self._checked.pop((label, result.result_digest()), None)
+                        self._checked.pop((label, self._digest(result)), None)
                         self._package_markers(label, reload=True)  # another build may have done it
                         if not self.is_current(label, result):
                             self._one(label, result)
@@ -225,9 +239,9 @@ class Materializer:
                 _remove(package_dir / entry)
         if value_name is not None:
             os.replace(staging / value_name, package_dir / value_name)
-        markers.targets[name] = Materialized(result.result_digest(), files, tree)
+        markers.targets[name] = Materialized(self._digest(result), files, tree)
         _store(package_dir, markers)
-        self._checked[(label, result.result_digest())] = True
+        self._checked[(label, self._digest(result))] = True
         _remove(staging)
 
     def _stage_tree(self, digest: str, dest: Path, name: str) -> list[Stamp]:
