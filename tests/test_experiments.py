@@ -188,3 +188,17 @@ def test_plots_diff_writes_a_self_contained_page_chromium_draws(sweep: Path, tmp
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "plots-diff.png"), full_page=True)
     page.close()
+
+
+def test_metrics_of_a_target_built_only_by_a_teammate_come_from_the_remote(sweep: Path, tmp_path: Path) -> None:
+    remote = (tmp_path / "team").as_uri()
+    mlbuild(sweep, "build", "//model:evaluate", "-q", "--remote-cache", remote)
+    expected = materialized_metrics(sweep)
+    mine = tmp_path / "mine"
+    shutil.copytree(EXAMPLE, mine, ignore=shutil.ignore_patterns("mlbuild-out"))
+    fresh = {"MLBUILD_CACHE_DIR": str(tmp_path / "my-cache")}
+    shown = mlbuild(mine, "metrics", "show", "//model:evaluate", "--remote-cache", remote, "--json", env=fresh).json()
+    assert shown == {"build": "(cache)", "metrics": {"//model:evaluate": expected}}
+    other = {"MLBUILD_CACHE_DIR": str(tmp_path / "another-cache")}  # no remote given: nothing to find
+    missing = mlbuild(mine, "metrics", "show", "//model:evaluate", "--json", env=other, check=False)
+    assert missing.returncode == 2 and "neither the local nor the remote cache" in missing.stderr

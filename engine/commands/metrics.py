@@ -44,12 +44,18 @@ def _run(args: argparse.Namespace, session: Any, reader: Any) -> int:
 
     if args.metrics_command == "show":
         labels = session.labels(args.targets)
-        record = session.build(args.build) if args.build else ex.latest(
-            session.builds(labels[0] if len(labels) == 1 else None), labels[0] if labels else "anything")
-        view = reader.view(record, labels or None)
+        recorded = [r for r in session.builds() if all(ex.ran(r, label) for label in labels)]
+        if args.build:
+            view = reader.view(session.build(args.build), labels or None)
+        elif recorded or not labels:
+            view = reader.view(ex.latest(recorded, labels[0] if labels else "anything"), labels or None)
+        else:
+            # Never built here: the results today's workspace gives, from the local or remote
+            # cache (a teammate's or CI's build), without running anything.
+            view = ex.cached_view(reader, labels, args.remote_cache)
         for label in labels:
             if label not in view.targets:
-                raise UserError(f"{label}: build {record.id} has no result of it")
+                raise UserError(f"{label}: build {view.id} has no result of it")
         if args.json:
             _print_json({"build": view.id, "metrics": {k: t.metrics for k, t in view.targets.items()}})
         else:

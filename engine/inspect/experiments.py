@@ -80,6 +80,18 @@ def ran(record: BuildHead, label: str) -> bool:
     return any(a.label == label and a.key and a.status in OK_STATUSES for a in record.actions)
 
 
+def cached_view(reader: MetricsReader, labels: list[str], remote_url: str | None) -> BuildView:
+    """The metrics of ``labels`` as today's workspace resolves them from the local or remote
+    cache, for targets no build recorded here has (built by a teammate or CI); runs nothing."""
+    from mlbuild.engine.run.api import cached_build
+    from mlbuild.engine.run.settings import BuildSettings, RemoteSettings
+
+    result = cached_build(BuildSettings(targets=labels, remote=RemoteSettings(url=remote_url, upload=False),
+                                        materialize=False, quiet=True))
+    return BuildView(id="(cache)", started=0.0, status="cached", git_commit=None, git_dirty=None, name=None,
+                     tags={}, params={}, targets={label: reader.target_view(result.results[label]) for label in labels})
+
+
 def ran_labels(record: BuildHead) -> list[str]:
     return [a.label for a in record.actions if a.key and a.status in OK_STATUSES]
 
