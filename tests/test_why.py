@@ -213,7 +213,7 @@ def test_diff_builds(ws: Path) -> None:
     ]
     fit = by_label["//models:fit"]["causes"]
     assert [c["because"][0]["name"] for c in fit] == ["scale"]
-    assert "config scale: 2 -> 3" in cli(ws, "diff", old.id[:17], new.id)
+    assert "config scale: 2 -> 3" in cli(ws, "diff", old.id[:-2], new.id)
 
 
 def test_unknown_target_and_build(ws: Path) -> None:
