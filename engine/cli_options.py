@@ -75,7 +75,7 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
 def add_executor_options(p: argparse.ArgumentParser) -> None:
     """Where and how many steps run: for every command that executes steps."""
     p.add_argument("-j", "--jobs", type=int, default=None, help="steps to run at once (default: CPU count)")
-    p.add_argument("--executor", default=None, help="where steps run: local (default), docker, ray, kuberay")
+    p.add_argument("--executor", default=None, help="where steps run: local (default), inline (in this process, one at a time), docker, ray, kuberay")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop any step that runs longer and fail its target (caps @rule(timeout=...))")
     g = p.add_argument_group("docker, ray and kuberay executors")
