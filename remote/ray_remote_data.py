@@ -93,11 +93,20 @@ def worker_cache_dir() -> str:
     return os.environ.get(ENV_WORKER_CACHE) or os.path.join(tempfile.gettempdir(), f"mlbuild-worker-{os.getuid()}")
 
 
+_remotes: dict[tuple[str, float, str], Any] = {}
+
+
 def _open_remote(url: str, timeout: float) -> Any:
+    """One client per remote and options in a process: a Ray worker runs many steps, and making
+    an S3 client costs more than a small step."""
     from mlbuild.remote.fsspec_cache import FsspecRemoteCache, storage_options
 
-    given = json.loads(os.environ.get(ENV_REMOTE_OPTIONS) or "{}")
-    return FsspecRemoteCache(url, storage_options=storage_options(url, timeout, given))
+    raw = os.environ.get(ENV_REMOTE_OPTIONS) or "{}"
+    key = (url, timeout, raw)
+    remote = _remotes.get(key)
+    if remote is None:
+        remote = _remotes[key] = FsspecRemoteCache(url, storage_options=storage_options(url, timeout, json.loads(raw)))
+    return remote
 
 
 # -- the client side ------------------------------------------------------------------------
@@ -115,6 +124,7 @@ class Uploader:
         self._there: set[str] = set()
         self._lock = threading.Lock()
         self._sources: dict[str, tuple[tuple[int, int], str]] = {}  # rel -> (stat signature, digest)
+        self._listing: list[str] | None = None
         self.bytes_up = 0
         self.blobs_up = 0
 
@@ -124,7 +134,12 @@ class Uploader:
         for inp in spec.inputs:
             for ref in inp.refs:
                 self._put_ref(ref)
-        rels = self._project_sources()
+        with self._lock:
+            if self._listing is None:
+                # Listed once per build: a file added meanwhile is not shipped, and a file
+                # changed meanwhile fails the build's trace check rather than going unnoticed.
+                self._listing = self._project_sources()
+            rels = list(self._listing)
         rels += [p for i in spec.inputs if i.path is not None for p in self._expand(i.path)]
         files: dict[str, str] = {}
         for rel in rels:
