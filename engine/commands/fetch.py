@@ -14,7 +14,7 @@ from mlbuild.engine.cli_options import add_remote_options, build_settings
 from mlbuild.engine.plan.labels import parse_label
 from mlbuild.engine.plan.workspace import OUTPUT_DIR
 from mlbuild.engine.run.api import cached_build
-from mlbuild.engine.run.materialize import VALUE_SUFFIX
+from mlbuild.rules.codecs.registry import VALUE_SUFFIX
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

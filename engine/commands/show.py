@@ -23,7 +23,7 @@ from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.run.build import output_dir
 from mlbuild.engine.run.context import Context
-from mlbuild.engine.run.materialize import VALUE_SUFFIX
+from mlbuild.rules.codecs.registry import VALUE_SUFFIX
 
 SMALL = 64 * 1024
 

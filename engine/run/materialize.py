@@ -34,9 +34,8 @@ from mlbuild.cache.trees import copy_verified, read_tree
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.records import MARKERS_SCHEMA, Markers, Materialized, Stamp
-from mlbuild.rules.codecs.registry import VALUE_SUFFIX  # codec -> suffix of a materialized value
 
-__all__ = ["MARKERS", "Materializer", "read_markers", "VALUE_SUFFIX"]
+__all__ = ["MARKERS", "Materializer", "read_markers"]
 
 MARKERS = ".mlbuild-results"
 LOCK = ".mlbuild-lock"
@@ -99,6 +98,13 @@ def _intact(package_dir: Path, name: str, entry: Materialized) -> bool:
         if found != len(expected):
             return False
     return True
+
+
+def _suffix(codec: str) -> str:
+    # Only a copy needs it; the codec registry is not loaded on a no-op build.
+    from mlbuild.rules.codecs.registry import VALUE_SUFFIX
+
+    return VALUE_SUFFIX[codec]
 
 
 def _has_staging(package_dir: Path) -> bool:
@@ -218,7 +224,7 @@ class Materializer:
                     tree = True
                     files += self._stage_tree(ref.digest, staging / "files", name)
                 else:
-                    value_name = f"{name}.value{VALUE_SUFFIX[ref.codec]}"
+                    value_name = f"{name}.value{_suffix(ref.codec)}"
                     copy_verified(self.cas, ref.digest, staging / value_name)
                     st = os.lstat(staging / value_name)
                     files.append(Stamp(value_name, st.st_size, st.st_mtime_ns))

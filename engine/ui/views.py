@@ -287,7 +287,7 @@ def _outputs(result: ActionResult) -> list[Output]:
 
 
 def _download_name(result: ActionResult, name: str, codec: str) -> str:
-    from mlbuild.engine.run.materialize import VALUE_SUFFIX
+    from mlbuild.rules.codecs.registry import VALUE_SUFFIX
 
     base = result.label.rsplit(":", 1)[-1]
     return f"{base}.{name}" + VALUE_SUFFIX.get(codec, ".tree.msgpack")
