@@ -23,6 +23,31 @@ def _kind(value: Any) -> str:
     return f"{top}.{type(value).__name__}"
 
 
+def _canonical(frame: Any) -> Any:
+    """The frame as decoding gives it back — object columns (and an index) of strings as pandas'
+    string dtype, every NaN the same NaN — so a frame re-encoded after a round trip gives the same
+    bytes (an unchanged DataFrame passed through a step keeps its digest: early cutoff, verify)."""
+    from pandas.api.types import infer_dtype
+
+    out = frame
+    for i in range(frame.shape[1]):
+        column = frame.iloc[:, i]
+        if column.dtype == object and infer_dtype(column, skipna=True) == "string":
+            fixed = column.astype("str")
+        elif column.dtype.kind == "f" and column.hasnans:
+            # Arrow stores a NaN as a null over the NaN's own bits (-NaN, payloads); decoding
+            # gives the canonical NaN back. One NaN bit pattern keeps the bytes the same.
+            fixed = column.where(column.notna(), float("nan"))
+        else:
+            continue
+        if out is frame:
+            out = frame.copy(deep=False)
+        out.isetitem(i, fixed)
+    if out.index.dtype == object and infer_dtype(out.index, skipna=True) == "string":
+        out = out.set_axis(out.index.astype("str"), axis=0) if out is not frame else frame.set_axis(frame.index.astype("str"), axis=0)
+    return out
+
+
 def encode(value: Any) -> bytes:
     try:
         import pyarrow as pa
@@ -34,9 +59,9 @@ def encode(value: Any) -> bytes:
         if kind == "pandas.Series":
             # A Series is a one-column frame; its name may be None or not a string.
             extra["name"] = value.name
-            table = pa.Table.from_pandas(value.to_frame(name="__series__"), preserve_index=None)
+            table = pa.Table.from_pandas(_canonical(value.to_frame(name="__series__")), preserve_index=None)
         elif kind == "pandas.DataFrame":
-            table = pa.Table.from_pandas(value, preserve_index=None)
+            table = pa.Table.from_pandas(_canonical(value), preserve_index=None)
         elif kind == "polars.Series":
             extra["name"] = value.name
             table = value.to_frame().to_arrow()
