@@ -23,7 +23,7 @@ $SUDO mkdir -p "$CACHE"
 
 # ---------------------------------------------------------------- Debian packages
 t0=$(now)
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+installed() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == *"install ok installed"* ]]; }
 want=(docker.io debootstrap chromium busybox-static ca-certificates)
 missing=()
 for p in "${want[@]}"; do installed "$p" || missing+=("$p"); done
@@ -36,7 +36,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   pkgs=()
   for p in "${missing[@]}"; do
     if [ "$p" = "docker-registry?" ]; then
-      if apt-cache policy docker-registry 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+      # Read the whole answer first: with pipefail, `grep -q` exiting at its match makes
+      # apt-cache die of SIGPIPE and the pipeline "fail", which read as "not available".
+      policy="$(apt-cache policy docker-registry 2>/dev/null || true)"
+      if grep -q 'Candidate: [0-9]' <<<"$policy"; then
         pkgs+=(docker-registry)
       else
         log "apt: docker-registry not available here; images will have no repo digest"
