@@ -137,6 +137,18 @@ class RemoteSession:
     def _deadline(self, nbytes: int) -> float:
         return self.timeout + nbytes / MIN_RATE + self._setup_allowance()
 
+    def _transfer_all(self, move: Callable[[str, int], bool], blobs: dict[str, int], what: str) -> bool:
+        """``move`` every blob (digest -> size) on the pool, all within one deadline; a transfer
+        still running at the deadline marks the remote down."""
+        futures = [self._pool().submit(move, d, size) for d, size in blobs.items()]
+        done, not_done = wait(futures, timeout=self._deadline(sum(blobs.values())))
+        if not_done:
+            for f in not_done:
+                f.cancel()
+            self._mark_down(f"{what} did not finish in time")
+            return False
+        return all(f.result() for f in done)
+
     # -- what the build calls ------------------------------------------------------------
 
     def prefetch(self, keys: list[str]) -> None:
@@ -189,14 +201,7 @@ class RemoteSession:
             return True
         if not self.available:
             return False
-        futures = [self._pool().submit(self._download, d, size) for d, size in wanted.items()]
-        done, not_done = wait(futures, timeout=self._deadline(sum(wanted.values())))
-        if not_done:
-            for f in not_done:
-                f.cancel()
-            self._mark_down("a download did not finish in time")
-            return False
-        return all(f.result() for f in done)
+        return self._transfer_all(self._download, wanted, "a download")
 
     def _download(self, digest: str, size: int) -> bool:
         if not self.available:
@@ -283,14 +288,7 @@ class RemoteSession:
         except (CorruptBlob, MissingBlob) as exc:
             self._warn(f"remote cache: not publishing {result.label}: {exc}")
             return False
-        futures = [self._pool().submit(self._upload, d, size) for d, size in blobs.items()]
-        done, not_done = wait(futures, timeout=self._deadline(sum(blobs.values())))
-        if not_done:
-            for f in not_done:
-                f.cancel()
-            self._mark_down("an upload did not finish in time")
-            return False
-        if not all(f.result() for f in done):
+        if not self._transfer_all(self._upload, blobs, "an upload"):
             return False  # no entry without all of its blobs
         try:
             self._call(self.cache.put_action, result)
