@@ -1,5 +1,5 @@
 """`python -m mlbuild`."""
 
-from mlbuild.engine.cli import main
+from mlbuild.engine.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

@@ -164,6 +164,21 @@ class ActionResult(msgspec.Struct, frozen=True):
         return next((o for o in self.outputs if o.name == name), None)
 
 
+class ResultDigests:
+    """``result.result_digest()``, computed once per result object: a build asks for it as the
+    input digest of every consumer and again when it materializes. Keyed by identity, never by
+    action key: a step run again in one build (its bytes were lost) may give other outputs."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[ActionResult, str]] = {}  # holding the result keeps its id unique
+
+    def __call__(self, result: ActionResult) -> str:
+        known = self._known.get(id(result))
+        if known is None or known[0] is not result:
+            known = self._known[id(result)] = (result, result.result_digest())
+        return known[1]
+
+
 class BuildAction(msgspec.Struct, frozen=True):
     """One action of a recorded build."""
 

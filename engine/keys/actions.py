@@ -9,7 +9,7 @@ from typing import Any
 
 from mlbuild.cache.digest import canonical_bytes
 from mlbuild.cache.memo import Memo
-from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec, Trace
+from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec, ResultDigests, Trace
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import ActionSpec, InputSpec
@@ -67,9 +67,13 @@ class ActionFactory:
         self._rule_memo: Memo[RuleInfo] = Memo(store.index, "rule", RuleInfo)
         self._new_memo: dict[str, RuleInfo] = {}
         self._stored_envs: set[str] = set()
-        self._result_digests: dict[str, str] = {}
+        self.result_digests = ResultDigests()
         self.traces = TraceChecker(ws.root, store.stat_cache, self.host_env)
         self._static: dict[str, frozenset[str]] = {}
+        # Per rule (and image): the environment and its digest; per rule and input names: the
+        # signature check. Thousands of targets share a few rules; these cost a no-op per target.
+        self._envs: dict[tuple[str, str | None], tuple[EnvManifest, str]] = {}
+        self._signatures_ok: set[tuple[str, tuple[str, ...]]] = set()
 
     def rule_info(self, target: Target) -> RuleInfo:
         rule_id = target.rule_id
@@ -102,6 +106,9 @@ class ActionFactory:
 
     def check_signature(self, target: Target, info: RuleInfo) -> None:
         """A target whose inputs do not match its rule's parameters fails before anything runs."""
+        seen = (target.rule_id, tuple(target.inputs))
+        if seen in self._signatures_ok:
+            return
         # A rule that opted into pickle stores whatever it returns (never shared remotely).
         problem = None if info.options.allow_pickle else info.return_problem or missing_libraries(info.returns)
         if problem:
@@ -113,6 +120,7 @@ class ActionFactory:
         for name, has_default in info.params:
             if name not in ("config", "out") and name not in target.inputs and not has_default:
                 raise UserError(f"{target.label}: rule {target.rule_id} needs input {name!r}, which the target does not give")
+        self._signatures_ok.add(seen)
 
     def image_digest(self, target: Target, info: RuleInfo) -> str | None:
         ref = target.image or info.options.image
@@ -140,6 +148,19 @@ class ActionFactory:
             return EnvManifest(image=image)
         return self.host_env.manifest(info.imports)
 
+    def _env(self, target: Target, info: RuleInfo) -> tuple[EnvManifest, str]:
+        """The target's environment and its digest, stored in the CAS the first time (lineage
+        and `why` read the manifest back by its digest)."""
+        which = (target.rule_id, target.image or info.options.image)
+        known = self._envs.get(which)
+        if known is None:
+            env = self.env_manifest(target, info)
+            known = self._envs[which] = (env, env_digest(env))
+            if known[1] not in self._stored_envs:
+                self.store.cas.put_bytes(canonical_bytes(env))
+                self._stored_envs.add(known[1])
+        return known
+
     def input_digests(self, target: Target, results: dict[Any, ActionResult]) -> dict[str, str]:
         digests = {}
         for name, ref in target.inputs.items():
@@ -149,21 +170,13 @@ class ActionFactory:
                     raise UserError(f"{target.label}: input {name!r}: source file {ref.path} does not exist")
                 digests[name] = self.store.stat_cache.digest(path)
             else:
-                upstream = results[ref]
-                if upstream.key not in self._result_digests:
-                    self._result_digests[upstream.key] = upstream.result_digest()
-                digests[name] = self._result_digests[upstream.key]
+                digests[name] = self.result_digests(results[ref])
         return digests
 
     def key_spec(self, target: Target, results: dict[Any, ActionResult], config: Any) -> tuple[KeySpec, RuleInfo, EnvManifest]:
         info = self.rule_info(target)
         self.check_signature(target, info)
-        env = self.env_manifest(target, info)
-        env_key = env_digest(env)
-        if env_key not in self._stored_envs:
-            # Lineage and `why` read the manifest back from the CAS by its digest.
-            self.store.cas.put_bytes(canonical_bytes(env))
-            self._stored_envs.add(env_key)
+        env, env_key = self._env(target, info)
         spec = make_key_spec(
             rule=target.rule_id,
             code=info.code,

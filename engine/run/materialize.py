@@ -29,7 +29,7 @@ from pathlib import Path
 import msgspec
 
 from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
-from mlbuild.cache.records import ActionResult, ArtifactRef
+from mlbuild.cache.records import ActionResult, ArtifactRef, ResultDigests
 from mlbuild.cache.trees import copy_verified, read_tree
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.plan.labels import Label
@@ -127,28 +127,21 @@ class Materializer:
     say) and answers whether they are; digests are checked while copying.
     """
 
-    def __init__(self, out_root: Path, cas: CAS, ensure_local: Callable[[list[ArtifactRef]], bool]) -> None:
+    def __init__(self, out_root: Path, cas: CAS, ensure_local: Callable[[list[ArtifactRef]], bool],
+                 result_digests: ResultDigests | None = None) -> None:
         self.out_root = out_root
         self.cas = cas
         self.ensure_local = ensure_local
         self._markers: dict[str, Markers] = {}
         self._checked: dict[tuple[Label, str], bool] = {}
         self._package_dirs: dict[str, Path] = {}
-        # id(result) -> (result, its digest): computed once per result; holding the result
-        # keeps its id from being reused.
-        self._digests: dict[int, tuple[ActionResult, str]] = {}
+        self._digest = result_digests or ResultDigests()
 
     def package_dir(self, label: Label) -> Path:
         found = self._package_dirs.get(label.package)
         if found is None:
             found = self._package_dirs[label.package] = self.out_root / label.package if label.package else self.out_root
         return found
-
-    def _digest(self, result: ActionResult) -> str:
-        known = self._digests.get(id(result))
-        if known is None or known[0] is not result:
-            known = self._digests[id(result)] = (result, result.result_digest())
-        return known[1]
 
     def _package_markers(self, label: Label, reload: bool = False) -> Markers:
         if reload or label.package not in self._markers:
