@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from support.cli import mlbuild
 
@@ -122,3 +125,28 @@ def test_unicode_target_names_are_accepted_everywhere(ws: Path) -> None:
     code, err = run(ws, "build", nfd)
     assert code == 0, err
     assert (ws / "mlbuild-out" / "good" / "modèle.value.msgpack").exists()
+
+
+_LABEL_CHARS = "abZ09_.+=,@~-/:é "
+
+
+@given(text=st.text(alphabet=_LABEL_CHARS, max_size=40), current=st.sampled_from(["", "pkg", "a/b.c"]))
+@example(text="p0001:t7", current="")
+@example(text="a/.b:c", current="pkg")
+@example(text="a:all", current="")
+@example(text="t", current="pkg")
+def test_the_fast_label_path_agrees_with_the_general_parser(text: str, current: str) -> None:
+    """parse_pattern takes common labels without the general parser; for any text both give the
+    same pattern, or both refuse it."""
+    from mlbuild.engine.errors import UserError
+    from mlbuild.engine.plan.labels import _parse_general, parse_pattern
+
+    def outcome(parse: Any) -> object:
+        try:
+            return parse(text, current)
+        except UserError:
+            return "refused"
+
+    for candidate in (text, "//" + text, ":" + text):
+        text = candidate
+        assert outcome(parse_pattern) == outcome(_parse_general), text
