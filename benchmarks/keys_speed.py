@@ -37,7 +37,10 @@ from synth import generate  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # Runs the CLI in-process and says whether torch got imported (a no-op must not import it).
-NOOP_PROBE = "import sys; from mlbuild.engine.cli import main; rc = main(sys.argv[1:]); print('TORCH', 'torch' in sys.modules); raise SystemExit(rc)"
+# The command's own entry point (console_main where the checkout has it: it skips the final
+# collection at exit, which is part of what a user waits for).
+NOOP_PROBE = ("import sys; import mlbuild.engine.cli as cli; rc = (getattr(cli, 'console_main', None) or cli.main)();"
+              " print('TORCH', 'torch' in sys.modules); raise SystemExit(rc)")
 
 
 def checkout_env(repo: Path, tmp: Path, name: str) -> dict[str, str]:

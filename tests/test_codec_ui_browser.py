@@ -5,12 +5,6 @@ the random forest as its parameters. Screenshots go to ``test-artifacts/ui/``.""
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +12,10 @@ from typing import Any
 import pytest
 
 from support import cli
+from support.ui import ui_command
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "test-artifacts" / "ui"
-CLI = [sys.executable, "-c", "import sys; from mlbuild.engine.cli import main; sys.exit(main())"]
 TIMEOUT_MS = 20_000
 
 
@@ -32,28 +26,8 @@ def textclf_ui(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     shutil.copytree(REPO / "examples" / "textclf", ws, ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__"))
     env = {"MLBUILD_CACHE_DIR": str(tmp_path / "cache")}
     cli.mlbuild(ws, "build", "//models:evaluate", env=env, executor=None)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    log = tmp_path / "ui.log"
-    with log.open("w") as out:
-        server = subprocess.Popen([*CLI, "ui", "--port", str(port)], cwd=ws, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True, env={**__import__("os").environ, **env})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/api/builds", timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"mlbuild ui did not answer:\n{log.read_text()}") from None
-                time.sleep(0.1)
+    with ui_command(ws, tmp_path / "ui.log", env) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _output_of(page: Any, label: str) -> None:

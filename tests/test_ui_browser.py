@@ -5,12 +5,6 @@ to the previous selection. Screenshots of each main page go to ``test-artifacts/
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,17 +13,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from support.cli import mlbuild
+from support.ui import ui_command
 
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "test-artifacts" / "ui"
-CLI = [sys.executable, "-c", "import sys; from mlbuild.engine.cli import main; sys.exit(main())"]
 TIMEOUT_MS = 20_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -38,26 +26,8 @@ def example_ui(tmp_path: Path) -> Iterator[str]:
     ws = tmp_path / "resnet"
     shutil.copytree(REPO / "examples" / "resnet", ws, ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__"))
     mlbuild(ws, "//models:eval")
-    port = _free_port()
-    log = tmp_path / "ui.log"
-    with log.open("w") as out:
-        server = subprocess.Popen([*CLI, "ui", "--port", str(port)], cwd=ws, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/api/builds", timeout=5):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"mlbuild ui did not answer:\n{log.read_text()}") from None
-                time.sleep(0.1)
+    with ui_command(ws, tmp_path / "ui.log") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def selection(url: str) -> tuple[str | None, str | None]:
