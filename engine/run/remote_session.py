@@ -250,22 +250,20 @@ class RemoteSession:
 
     def publish(self, result: ActionResult) -> None:
         """Upload a result in the background: its blobs first, then its entry."""
-        if not self.upload or not self.available or result.pickled:
-            return
-        with self._lock:
-            if self._publisher is None:
-                self._publisher = DaemonPool(2, "mlbuild-publish")
-            self._pending.append(self._publisher.submit(self._publish, result))
+        self._in_background(self._publish, result)
 
     def publish_entry(self, result: ActionResult) -> None:
         """Write the entry of a result whose blobs a remote worker pushed already (its step
         ran where the remote cache is the only thing shared): the entry, last."""
+        self._in_background(self._publish_entry, result)
+
+    def _in_background(self, upload: Callable[[ActionResult], bool], result: ActionResult) -> None:
         if not self.upload or not self.available or result.pickled:
             return
         with self._lock:
             if self._publisher is None:
                 self._publisher = DaemonPool(2, "mlbuild-publish")
-            self._pending.append(self._publisher.submit(self._publish_entry, result))
+            self._pending.append(self._publisher.submit(upload, result))
 
     def _publish_entry(self, result: ActionResult) -> bool:
         try:
