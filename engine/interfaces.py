@@ -44,6 +44,13 @@ class ActionSpec(msgspec.Struct, frozen=True):
     workspace: str  # absolute path of the workspace root, as seen by the runner
     image: str | None = None  # the image digest, for container executors
     schema: int = 1
+    # The project source files the step's code covers, by content (workspace-relative path ->
+    # digest of the file's bytes): every file its code digest read (modules passed through for
+    # re-exports included) and those the last run of its target loaded (its trace: importlib,
+    # registries). Filled only for an executor whose workers share no filesystem with the
+    # client (``outputs_remote``: remote/ray_remote_data.py ships or checks exactly these);
+    # empty otherwise, and in specs from an older mlbuild.
+    sources: dict[str, str] = {}
 
 
 class ActionOutcome(msgspec.Struct):
@@ -66,6 +73,9 @@ class ActionOutcome(msgspec.Struct):
     seconds: float | None = None  # the step's run time on the runner's monotonic clock
     schema: int = 1
     trace: Trace | None = None  # what the step loaded and read (engine/keys/trace.py)
+    # Lines for the build's output about how the step was run (a backend that had to submit it
+    # again, and why); the build prints each after the step's label.
+    notes: list[str] = []
 
 
 # The files of ``python -m mlbuild.engine.run.runner_main`` in its scratch directory: a

@@ -142,6 +142,11 @@ def data_mode(options: RayOptions, context: ExecutorContext, local_cluster: bool
     return "remote" if context.remote is not None and not local_cluster else "shared"
 
 
+def _noted(outcome: ActionOutcome, note: str) -> ActionOutcome:
+    outcome.notes = [*outcome.notes, note]
+    return outcome
+
+
 class RayExecutor:
     """Runs each action as a Ray task against a CAS the workers reach at ``cas_root``."""
 
@@ -226,16 +231,32 @@ class RayExecutor:
         self._submit(spec, result, self.cas_root)
         return result
 
-    def _submit_remote(self, spec: ActionSpec, result: Future[ActionOutcome]) -> None:
+    def _submit_remote(self, spec: ActionSpec, result: Future[ActionOutcome], whole: bool = False) -> None:
         try:
-            task = self.uploader.task_for(spec)
+            task = self.uploader.task_for(spec, whole=whole)
         except Exception as exc:
             error = f"its inputs could not be put in the remote cache: {type(exc).__name__}: {exc}"
             result.set_result(ActionOutcome(key=spec.key, error=error, error_kind="infra"))
             return
-        self._submit(spec, result, _enc.encode(task))
+        self._submit(spec, result, _enc.encode(task), may_widen=not whole)
 
-    def _submit(self, spec: ActionSpec, result: Future[ActionOutcome], arg: Any) -> None:
+    def _again_whole(self, spec: ActionSpec, outcome: ActionOutcome, result: Future[ActionOutcome]) -> bool:
+        """A remote-data run that lacked a project file its spec's sources did not name (a
+        dynamic import no trace has shown yet) is submitted once more with the whole project."""
+        missing = self.uploader.missing_source(spec, outcome)
+        if missing is None:
+            return False
+        note = (f"its run lacked {missing}, which neither its code digest nor an earlier run's trace names "
+                "(a dynamic import?); submitted again with every .py file of the project")
+        again: Future[ActionOutcome] = Future()
+        again.add_done_callback(lambda f: result.set_result(_noted(f.result(), note)))
+        try:
+            self._uploads.submit(self._submit_remote, spec, again, True)
+        except RuntimeError:  # closed: the build is over
+            return False
+        return True
+
+    def _submit(self, spec: ActionSpec, result: Future[ActionOutcome], arg: Any, may_widen: bool = False) -> None:
         try:
             ref = self._task_for(spec).remote(_enc.encode(spec), arg)
         except Exception as exc:
@@ -246,7 +267,9 @@ class RayExecutor:
         def done(inner: Future[bytes]) -> None:
             exc = inner.exception()
             if exc is None:
-                result.set_result(_dec.decode(inner.result()))
+                outcome = _dec.decode(inner.result())
+                if outcome.error is None or not may_widen or not self._again_whole(spec, outcome, result):
+                    result.set_result(outcome)
             else:
                 result.set_result(self._outcome_for(spec.key, exc, retries))
 

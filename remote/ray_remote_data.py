@@ -4,8 +4,11 @@ but the remote cache (an fsspec URL: a bucket, usually).
 What moves where (docs/executors.md has the diagram):
 
 - client -> remote CAS, before a step is submitted: its input blobs the remote lacks (trees with
-  their entries) and its *input root*: the project's ``.py`` files and the step's ``File()``
-  inputs, as an ``InputRoot`` manifest (path -> digest) whose blobs are the files' bytes.
+  their entries) and its *input root*: the project source files its code covers
+  (``ActionSpec.sources``: its code digest's files and those its last run's trace loaded) and its
+  ``File()`` inputs, as an ``InputRoot`` manifest (path -> digest) whose blobs are the files'
+  bytes. A run that fails for lack of a project file outside that set (a dynamic import no
+  trace has seen yet) is submitted once more with every ``.py`` file of the project.
 - client -> Ray task: the ActionSpec and a ``RemoteTask`` (the URL, the timeout, the input
   root's digest). Never a client path, never a credential: those reach the workers through the
   Ray runtime env (``MLBUILD_REMOTE_OPTIONS``, ``AWS_*``) or the RayCluster's pod env.
@@ -17,7 +20,11 @@ What moves where (docs/executors.md has the diagram):
   downloads only what it needs.
 
 A step whose rule names an image runs the code baked into its image (its digest is in the key):
-no input root is shipped for it but its ``File()`` inputs.
+the client ships its ``File()`` inputs and only the *digests* of its source files
+(``InputRoot.baked``); the worker, which must run from that image, takes each file from the
+folder the image holds the workspace in (``$MLBUILD_IMAGE_WORKSPACE``, set by the image's
+Dockerfile) after checking its digest. A copy that differs, or a worker not from such an image,
+fails the step before it runs: code that differs from the key never runs.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -36,14 +44,18 @@ from typing import Any
 import msgspec
 
 from mlbuild.cache.cas import CAS
-from mlbuild.cache.digest import digest_file
+from mlbuild.cache.digest import copy_hashing, digest_file
 from mlbuild.cache.records import ArtifactRef, TreeEntry
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, RemoteCacheSettings
 
-__all__ = ["InputRoot", "RemoteTask", "Uploader", "run_step_remote", "worker_env", "worker_cache_dir"]
+__all__ = ["ENV_IMAGE_WORKSPACE", "InputRoot", "RemoteTask", "Uploader", "missing_paths", "run_step_remote",
+           "worker_cache_dir", "worker_env"]
 
 ENV_REMOTE_OPTIONS = "MLBUILD_REMOTE_OPTIONS"
 ENV_WORKER_CACHE = "MLBUILD_WORKER_CACHE"
+# Set by an image (``ENV MLBUILD_IMAGE_WORKSPACE=/app`` in its Dockerfile): the folder its
+# Dockerfile copied the workspace to; image steps take their source files from there.
+ENV_IMAGE_WORKSPACE = "MLBUILD_IMAGE_WORKSPACE"
 SMALL = 4 * 1024 * 1024
 # Folders of a workspace that are never project source.
 _SKIP_DIRS = {".git", ".hg", ".venv", "venv", "__pycache__", "node_modules", "mlbuild-out", ".mlbuild", ".tox"}
@@ -55,8 +67,11 @@ _FORWARDED = {ENV_REMOTE_OPTIONS, "RAY_AUTH_MODE"}
 class InputRoot(msgspec.Struct, frozen=True):
     """The files a step needs from the project, by content: workspace-relative path -> digest."""
 
-    files: dict[str, str]
+    files: dict[str, str]  # shipped: each digest's blob is in the remote CAS
     schema: int = 1
+    # Not shipped: taken from the image's copy of the workspace ($MLBUILD_IMAGE_WORKSPACE) after
+    # checking its digest (a step whose rule names an image runs the code baked into it).
+    baked: dict[str, str] = {}
 
 
 class RemoteTask(msgspec.Struct, frozen=True):
@@ -128,28 +143,57 @@ class Uploader:
         self.bytes_up = 0
         self.blobs_up = 0
 
-    def task_for(self, spec: ActionSpec) -> RemoteTask:
-        """Upload the step's inputs and input root; the task to send with it. Raises
-        ``LookupError`` naming a blob that is neither here nor on the remote."""
+    def task_for(self, spec: ActionSpec, *, whole: bool = False) -> RemoteTask:
+        """Upload the step's inputs and input root; the task to send with it. ``whole``: its
+        source files are every ``.py`` file of the project, not ``spec.sources`` (also when a
+        spec comes without them). Raises ``LookupError`` naming a blob that is neither here
+        nor on the remote, ``ValueError`` naming a source file changed since it was hashed."""
         for inp in spec.inputs:
             for ref in inp.refs:
                 self._put_ref(ref)
+        code = self._whole_project() if whole or not spec.sources else dict(spec.sources)
+        files: dict[str, str] = {}
+        if spec.image is None:
+            for rel, digest in code.items():
+                if self._source_digest(rel) != digest:
+                    raise ValueError(f"{rel} changed while the build ran: build again")
+                self._put_path(digest, str(self.workspace / rel))
+            files.update(code)
+        for rel in [p for i in spec.inputs if i.path is not None for p in self._expand(i.path)]:
+            digest = self._source_digest(rel)
+            self._put_path(digest, str(self.workspace / rel))
+            files[rel] = digest
+        # An image step's sources go by digest only: its worker takes them from the image.
+        baked = {} if spec.image is None else code
+        data = _enc.encode(InputRoot(files=dict(sorted(files.items())), baked=dict(sorted(baked.items()))))
+        root = self.cas.put_bytes(data)
+        self._put_local(root)
+        return RemoteTask(url=self.settings.url, timeout=self.settings.timeout, input_root=root)
+
+    def missing_source(self, spec: ActionSpec, outcome: ActionOutcome) -> str | None:
+        """The project file a failed run lacked (an import or open of a path outside the files
+        it was given: a dynamic import its code digest cannot see and no trace has shown yet),
+        when submitting it again with the whole project would give it; else None."""
+        if outcome.error is None or not spec.sources:
+            return None
+        listing = self._listed()
+        for rel in missing_paths(outcome.error):
+            hits = [p for p in listing if p == rel or p.startswith(rel + "/")] if not rel.endswith(".py") else \
+                [rel] if rel in listing else []
+            if any(p not in spec.sources for p in hits):
+                return rel
+        return None
+
+    def _listed(self) -> list[str]:
         with self._lock:
             if self._listing is None:
                 # Listed once per build: a file added meanwhile is not shipped, and a file
                 # changed meanwhile fails the build's trace check rather than going unnoticed.
                 self._listing = self._project_sources()
-            rels = list(self._listing)
-        rels += [p for i in spec.inputs if i.path is not None for p in self._expand(i.path)]
-        files: dict[str, str] = {}
-        for rel in rels:
-            digest = self._source_digest(rel)
-            self._put_path(digest, str(self.workspace / rel))
-            files[rel] = digest
-        data = _enc.encode(InputRoot(files=dict(sorted(files.items()))))
-        root = self.cas.put_bytes(data)
-        self._put_local(root)
-        return RemoteTask(url=self.settings.url, timeout=self.settings.timeout, input_root=root)
+            return self._listing
+
+    def _whole_project(self) -> dict[str, str]:
+        return {rel: self._source_digest(rel) for rel in self._listed()}
 
     def _project_sources(self) -> list[str]:
         """Every ``.py`` file of the project: a superset of what any step's code digest covers
@@ -212,6 +256,27 @@ class Uploader:
             self._there.add(digest)
             self.blobs_up += 1
             self.bytes_up += os.path.getsize(path)
+
+
+_MISSING = (
+    re.compile(r"No module named '([\w.]+)'"),  # ModuleNotFoundError
+    re.compile(r"cannot import name '(\w+)' from '([\w.]+)'"),  # ImportError
+    re.compile(r"No such file or directory: '([^']+)'"),  # FileNotFoundError (workspace-relative on a worker)
+)
+
+
+def missing_paths(error: str) -> list[str]:
+    """The workspace paths an error says were missing: ``lib/extra.py`` for a path, ``lib/extra``
+    for a module or package (any file under it, or ``lib/extra.py``)."""
+    out: list[str] = []
+    for match in _MISSING[0].finditer(error):
+        out += [match[1].replace(".", "/"), match[1].replace(".", "/") + ".py"]
+    for match in _MISSING[1].finditer(error):
+        out += [f"{match[2]}.{match[1]}".replace(".", "/"), f"{match[2]}.{match[1]}".replace(".", "/") + ".py"]
+    for match in _MISSING[2].finditer(error):
+        if not os.path.isabs(match[1]):
+            out.append(Path(match[1]).as_posix())
+    return out
 
 
 # -- the worker side ------------------------------------------------------------------------
@@ -278,6 +343,38 @@ def node_name() -> str:
     return host
 
 
+class ImageMismatch(Exception):
+    """An image step's worker cannot give it the code its key describes."""
+
+
+def _safe(rel: str) -> str:
+    if os.path.isabs(rel) or ".." in Path(rel).parts:
+        raise ValueError(f"input root path {rel!r} leaves the workspace")
+    return rel
+
+
+def _from_image(baked: dict[str, str], image: str | None, scratch: str) -> None:
+    """Copy an image step's source files from the image's workspace into ``scratch``, each
+    checked against the digest the client's workspace has (and the key describes)."""
+    base = os.environ.get(ENV_IMAGE_WORKSPACE)
+    if not base:
+        raise ImageMismatch(
+            f"its rule names an image ({image}), but the Ray worker on {node_name()} does not run from an image that "
+            f"holds the workspace: {ENV_IMAGE_WORKSPACE} is unset there. Run the cluster's workers from the step's "
+            f"image, whose Dockerfile copies the workspace and sets ENV {ENV_IMAGE_WORKSPACE}=<that folder> "
+            "(docs/executors.md)")
+    for rel, digest in baked.items():
+        target = Path(scratch) / _safe(rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            actual, _ = copy_hashing(os.path.join(base, rel), target)  # what is copied is what is hashed
+        except FileNotFoundError:
+            raise ImageMismatch(f"the image's workspace ({ENV_IMAGE_WORKSPACE}={base}) has no {rel}, which the "
+                                f"workspace's code uses: rebuild the image ({image})") from None
+        if actual != digest:
+            raise ImageMismatch(f"the image's copy of {rel} differs from the workspace's: rebuild the image ({image})")
+
+
 def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
     """The body of a remote-data Ray task: fetch, materialize, run, push; the outcome as msgpack."""
     from mlbuild.engine.run.runner import run_encoded_with
@@ -294,11 +391,15 @@ def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
             root = _dec_root.decode(cas.get_bytes(task.input_root))
             for rel, digest in root.files.items():
                 fetch.blob(digest)
-                target = Path(scratch) / rel
+                target = Path(scratch) / _safe(rel)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(cas.path_str(digest), target)
             for inp in spec.inputs:
                 fetch.refs(inp.refs)
+            if root.baked:
+                _from_image(root.baked, spec.image, scratch)
+        except ImageMismatch as exc:
+            return _enc.encode(ActionOutcome(key=spec.key, host=node_name(), error_kind="infra", error=str(exc)))
         except Exception as exc:
             failed = ActionOutcome(key=spec.key, host=node_name(), error_kind="infra",
                                    error=f"its inputs could not be fetched from the remote cache {task.url}: "
@@ -307,6 +408,9 @@ def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
         local = msgspec.structs.replace(spec, workspace=scratch)
         outcome = msgspec.msgpack.decode(run_encoded_with(_enc.encode(local), cas), type=ActionOutcome)
         outcome.host = node_name()
+        if outcome.error:
+            # Paths as the client knows them: workspace-relative (and the client reads them).
+            outcome.error = outcome.error.replace(scratch + os.sep, "")
         if outcome.error is None or outcome.log_digest:
             try:
                 _push_outputs(remote, cas, outcome)

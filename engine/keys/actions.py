@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import msgspec
+
 from mlbuild.cache.digest import canonical_bytes
 from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import ActionResult, EnvManifest, KeySpec, ResultDigests, Trace
@@ -74,6 +76,8 @@ class ActionFactory:
         # signature check. Thousands of targets share a few rules; these cost a no-op per target.
         self._envs: dict[tuple[str, str | None], tuple[EnvManifest, str]] = {}
         self._signatures_ok: set[tuple[str, tuple[str, ...]]] = set()
+        self._loaded_memo: Memo[list[str]] = Memo(store.index, "loaded", list[str])
+        self._new_loaded: dict[str, list[str]] = {}
 
     def rule_info(self, target: Target) -> RuleInfo:
         rule_id = target.rule_id
@@ -208,6 +212,36 @@ class ActionFactory:
             image=env.image,
         )
 
+    def with_sources(self, target: Target, spec: ActionSpec) -> ActionSpec:
+        """``spec`` with the project source files its step needs, by content (``ActionSpec.sources``):
+        for an executor that ships code to workers sharing no filesystem with this machine.
+
+        Computed only for a step about to run, never while keying (the no-op path): the code
+        digest's files come from the memoized ``RuleInfo``, the run-time ones from the trace of
+        the target's last run (the ``loaded`` memo) and of a result under this very key whose
+        trace no longer held; digests through the stat cache."""
+        rels = set(self.rule_info(target).static)
+        label_key = f"{self.root}:{spec.label}"
+        loaded = self._new_loaded.get(label_key)
+        rels.update(loaded if loaded is not None else self._loaded_memo.get(label_key) or [])
+        earlier = self.store.index.get_action(spec.key)
+        if earlier is not None and earlier.trace is not None:
+            rels.update(p for p in earlier.trace.files if not os.path.isabs(p))
+        sources: dict[str, str] = {}
+        for rel in sorted(rels):
+            path = os.path.join(self.root, rel)
+            try:
+                sources[rel] = self.store.stat_cache.digest(path)
+            except OSError:
+                continue  # a file an earlier run loaded may be gone since
+        return msgspec.structs.replace(spec, sources=sources)
+
+    def remember_loaded(self, label: str, trace: Trace | None) -> None:
+        """Note the workspace files a step's run loaded (its trace), for ``with_sources`` of the
+        target's next run: what a dynamic import needs, which no static digest can see."""
+        if trace is not None:
+            self._new_loaded[f"{self.root}:{label}"] = sorted(p for p in trace.files if not os.path.isabs(p))
+
     def keyed_config(self, target: Target, info: RuleInfo, config: Any) -> Any:
         """The config as keyed: canonical, with the Config class's defaults applied (read from
         source), so writing a field at its default does not change the key."""
@@ -250,3 +284,6 @@ class ActionFactory:
         self.traces.flush()
         self._rule_memo.put_many(self._new_memo)
         self._new_memo.clear()
+        if self._new_loaded:
+            self._loaded_memo.put_many(self._new_loaded)
+            self._new_loaded.clear()

@@ -355,6 +355,10 @@ class _BuildState:
     def submit(self, label: Label, spec: Any) -> None:
         self.b.reporter.action_started(str(label))
         # An interrupt that lands inside submit (the step may already be running) still finds it.
+        if getattr(self.b.executor, "outputs_remote", False):
+            # Its workers share no filesystem with this machine: they get exactly the project
+            # files its code covers, by content (remote/ray_remote_data.py).
+            spec = self.b.factory.with_sources(self.plan.targets[label], spec)
         self.submitting = (label, spec)
         fut = self.b.executor.submit(spec)
         self.running[fut] = (label, spec, time.monotonic())
@@ -380,6 +384,8 @@ class _BuildState:
 
     def finish(self, label: Label, spec: Any, outcome: ActionOutcome, started: float) -> None:
         seconds = time.monotonic() - started
+        for note in outcome.notes:
+            self.b.reporter.write(f"{label}: {note}")
         if outcome.error is None:
             outcome = self._check_trace(label, spec, outcome)
         if outcome.error is not None:
@@ -406,6 +412,7 @@ class _BuildState:
             plot_files=list(spec.options.plots),
         )
         self.b.store.index.put_action(result)
+        self.b.factory.remember_loaded(str(label), outcome.trace)
         if self.b.remote is not None:
             if getattr(self.b.executor, "outputs_remote", False):
                 self.b.remote.publish_entry(result)  # its worker pushed the blobs already

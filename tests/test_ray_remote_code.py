@@ -1,0 +1,230 @@
+"""Code in remote-data mode (``remote/ray_remote_data.py``), on a real cluster whose worker node
+cannot see the client's files: a step gets exactly the project files its code digest and its
+last trace cover; a dynamic import no trace has seen yet costs one resubmission with the whole
+project, said in the output; a step with an image runs the image's copy of the workspace
+(``MLBUILD_IMAGE_WORKSPACE``), checked file by file against the workspace's digests, and
+nothing of the project's source is uploaded for it.
+
+The worker node's "image workspace" is a copy of the project made inside its own mount
+namespace (it exists nowhere else), so what it runs can only come from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ray_remote_data import Cluster
+
+from mlbuild.cache.digest import digest_file
+
+from support.cli import Run, mlbuild_process
+from support.workspace import write_workspace as write
+
+FILES = {
+    # A facade: `from lib import scale` passes through lib/__init__.py to lib/impl.py.
+    "lib/__init__.py": "from lib.impl import scale\n",
+    "lib/impl.py": "def scale(x):\n    return x * 3\n",
+    "lib/unused.py": "UNUSED = 'no step imports this'\n",
+    "lib/plugins/fast.py": "def run(xs):\n    return [x + 1 for x in xs]\n",
+    "pkg/steps.py": textwrap.dedent('''
+        import importlib
+
+        from mlbuild import rule
+        from lib import scale
+
+
+        @rule
+        def numbers(config: dict) -> list:
+            return [scale(x) for x in range(config["n"])]
+
+
+        @rule
+        def plugin(xs: list, config: dict) -> list:
+            return importlib.import_module("lib.plugins." + config["name"]).run(xs)
+    '''),
+    "pkg/BUILD.py": textwrap.dedent('''
+        from mlbuild import target
+
+        target(name="numbers", rule="steps.py:numbers", config={"n": 5})
+        target(name="plugin", rule="steps.py:plugin", inputs={"xs": ":numbers"}, config={"name": "fast", "tag": TAG})
+    '''),
+    "img/train.py": textwrap.dedent('''
+        from mlbuild import rule
+        from lib.impl import scale
+
+
+        @rule
+        def train(config: dict) -> list:
+            return [scale(x) for x in range(config["n"])]
+    '''),
+    "img/BUILD.py": textwrap.dedent('''
+        from mlbuild import target
+
+        target(name="train", rule="train.py:train", config={"n": N}, image=IMAGE)
+    '''),
+}
+
+
+def workspace(root: Path, tag: int = 1, n: int = 4, image: str | None = None) -> Path:
+    files = dict(FILES)
+    files["pkg/BUILD.py"] = files["pkg/BUILD.py"].replace("TAG", str(tag))
+    files["img/BUILD.py"] = files["img/BUILD.py"].replace("N", str(n)).replace("IMAGE", repr(image))
+    return write(root, files, name="ray-remote-code")
+
+
+@pytest.fixture(scope="module")
+def image_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Path]]:
+    """A head with no CPUs and one worker node (``node_img``) where every test's folder is an
+    empty tmpfs and ``MLBUILD_IMAGE_WORKSPACE`` names a folder that exists only there: what an
+    image's Dockerfile would have copied the workspace to."""
+    if shutil.which("unshare") is None or shutil.which("nsenter") is None or os.geteuid() != 0:
+        pytest.fail("these tests need root, unshare(1) and nsenter(1) (util-linux) for a worker node's own mount namespace")
+    hidden = tmp_path_factory.getbasetemp()
+    image_ws = hidden / "image-workspace"  # under the tmpfs: in the worker's namespace only
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "MLBUILD_")) and k not in ("RAY_ADDRESS",)}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", MLBUILD_IMAGE_WORKSPACE=str(image_ws))
+    cluster = Cluster(hidden, env)
+    try:
+        cluster.add_worker("node_img")
+        yield cluster, image_ws
+    finally:
+        cluster.stop()
+
+
+def in_worker(cluster: Cluster, script: str) -> None:
+    """Run ``script`` (sh) in the worker node's mount namespace."""
+    subprocess.run(["nsenter", "-t", str(cluster.workers[0].pid), "-m", "sh", "-c", script], check=True, timeout=60)
+
+
+def build(ws: Path, s3: Any, cluster: Cluster, *args: str) -> Run:
+    return mlbuild_process(ws, *args, "--executor", "ray", "--ray-address", cluster.address,
+                           "--remote-cache", s3.url("cache"), "--json", check=False,
+                           env={**s3.env, "RAY_AUTH_MODE": "disabled"}, timeout=300)
+
+
+def summary(proc: Run) -> dict[str, Any]:
+    assert proc.stdout.strip(), proc.stderr
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def on_remote(s3: Any, ws: Path, rel: str) -> bool:
+    digest = digest_file(ws / rel)[0]
+    listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=f"cache/cas/{digest[:2]}/{digest}")
+    return bool(listing.get("Contents"))
+
+
+def remote_entries(s3: Any) -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix="cache/ac/")
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def outputs(ws: Path) -> dict[Path, bytes]:
+    out = ws / "mlbuild-out"
+    return {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def local_outputs(root: Path, *labels: str, **kwargs: Any) -> dict[Path, bytes]:
+    local = workspace(root, **kwargs)
+    proc = mlbuild_process(local, *labels, "--no-cache", check=False, env={"MLBUILD_CACHE_DIR": str(root / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    return outputs(local)
+
+
+def test_a_step_gets_exactly_its_code_digest_files(tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any,
+                                                  image_cluster: tuple[Cluster, Path]) -> None:
+    cluster, _ = image_cluster
+    ws = workspace(tmp_path / "ws")
+    proc = build(ws, s3_bucket, cluster, "//pkg:numbers")
+    assert proc.returncode == 0, proc.stderr
+    assert summary(proc)["actions"]["executed"] == 1
+    # The rule, the facade it imports through and the module defining what it uses; nothing else.
+    for rel in ("pkg/steps.py", "lib/__init__.py", "lib/impl.py"):
+        assert on_remote(s3_bucket, ws, rel), rel
+    for rel in ("lib/unused.py", "lib/plugins/fast.py", "img/train.py", "pkg/BUILD.py"):
+        assert not on_remote(s3_bucket, ws, rel), rel
+    assert outputs(ws) == local_outputs(tmp_path / "local", "//pkg:numbers")
+
+
+def test_a_dynamic_import_is_resubmitted_once_then_known_from_the_trace(
+        tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any, image_cluster: tuple[Cluster, Path]) -> None:
+    cluster, _ = image_cluster
+    ws = workspace(tmp_path / "ws")
+    first = build(ws, s3_bucket, cluster, "//pkg:plugin")
+    assert first.returncode == 0, first.stderr
+    assert summary(first)["actions"]["executed"] == 2
+    # importlib.import_module("lib.plugins." + name): no static digest sees lib/plugins/fast.py.
+    assert "//pkg:plugin: its run lacked lib/plugins" in first.stderr, first.stderr
+    assert "submitted again with every .py file of the project" in first.stderr
+    assert "//pkg:numbers: its run lacked" not in first.stderr
+    assert outputs(ws) == local_outputs(tmp_path / "local", "//pkg:plugin")
+
+    # Another key for the same target: the trace of its last run names the plugin's file.
+    workspace(ws, tag=2)
+    second = build(ws, s3_bucket, cluster, "//pkg:plugin")
+    assert second.returncode == 0, second.stderr
+    assert (summary(second)["actions"]["executed"], summary(second)["actions"]["cached"]) == (1, 1)
+    assert "submitted again" not in second.stderr, second.stderr
+
+
+def test_an_image_step_runs_the_image_copy_and_ships_no_source(
+        tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any, image_cluster: tuple[Cluster, Path],
+        test_image: Any) -> None:
+    cluster, image_ws = image_cluster
+    ws = workspace(tmp_path / "ws", image=test_image.name)
+    # The image's copy of the workspace, made where only the worker node sees it.
+    staged = cluster.dir / "image-copy"
+    shutil.copytree(ws, staged, dirs_exist_ok=True)
+    in_worker(cluster, f"rm -rf {image_ws} && mkdir -p {image_ws} && cp -a {staged}/. {image_ws}/")
+    assert not image_ws.exists()  # not in the client's namespace
+
+    proc = build(ws, s3_bucket, cluster, "//img:train")
+    assert proc.returncode == 0, proc.stderr
+    assert summary(proc)["actions"]["executed"] == 1
+    for rel in ("img/train.py", "lib/impl.py", "lib/__init__.py"):
+        assert not on_remote(s3_bucket, ws, rel), f"{rel} was uploaded for an image step"
+    assert outputs(ws) == local_outputs(tmp_path / "local", "//img:train", image=test_image.name)
+    entries = remote_entries(s3_bucket)
+    assert len(entries) == 1
+
+    # A stale image: its copy of lib/impl.py is not the workspace's. The step never runs.
+    in_worker(cluster, f"printf 'def scale(x):\\n    return x * 4\\n' > {image_ws}/lib/impl.py")
+    workspace(ws, n=6, image=test_image.name)
+    stale = build(ws, s3_bucket, cluster, "//img:train")
+    assert stale.returncode != 0
+    assert ("//img:train" in stale.stderr
+            and "the image's copy of lib/impl.py differs from the workspace's: rebuild the image" in stale.stderr), \
+        stale.stderr
+    assert remote_entries(s3_bucket) == entries  # nothing stored
+
+
+def test_an_image_step_on_a_worker_not_from_an_image_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlbuild.remote import ray_remote_data
+
+    monkeypatch.delenv(ray_remote_data.ENV_IMAGE_WORKSPACE, raising=False)
+    with pytest.raises(ray_remote_data.ImageMismatch, match="MLBUILD_IMAGE_WORKSPACE is unset"):
+        ray_remote_data._from_image({"lib/x.py": "0" * 32}, "sha256:abc", str(tmp_path))
+    image = tmp_path / "image"
+    (image / "lib").mkdir(parents=True)
+    monkeypatch.setenv(ray_remote_data.ENV_IMAGE_WORKSPACE, str(image))
+    with pytest.raises(ray_remote_data.ImageMismatch, match="has no lib/x.py"):
+        ray_remote_data._from_image({"lib/x.py": "0" * 32}, "sha256:abc", str(tmp_path / "scratch"))
+
+
+def test_missing_paths_read_from_a_run_error() -> None:
+    from mlbuild.remote.ray_remote_data import missing_paths
+
+    assert missing_paths("ModuleNotFoundError: No module named 'lib.plugins.fast'") == \
+        ["lib/plugins/fast", "lib/plugins/fast.py"]
+    assert missing_paths("ImportError: cannot import name 'fast' from 'lib.plugins' (unknown location)") == \
+        ["lib/plugins/fast", "lib/plugins/fast.py"]
+    assert missing_paths("FileNotFoundError: [Errno 2] No such file or directory: 'data/x.csv'") == ["data/x.csv"]
+    assert missing_paths("FileNotFoundError: [Errno 2] No such file or directory: '/etc/x'") == []
