@@ -7,7 +7,7 @@
 | ``dist`` | ``memo`` | ``<site signature>:<import name>`` | ``[distribution, version]`` or None | ``engine/keys/environment.py`` |
 | ``remote-stats`` | ``memo`` | ``last`` | ``RemoteStats`` | ``engine/run/remote_session.py`` |
 | ``source`` | ``memo`` | raw digest of a source file | digest of its normalized text | ``engine/keys/trace_check.py`` |
-| ``loaded`` | ``memo`` | ``<workspace root>:<label>`` | workspace files its last run loaded (its trace) | ``engine/keys/actions.py`` |
+| ``loaded`` | ``memo`` | ``<workspace root>:<label>`` | workspace files a run of it loaded beyond its code digest's (its trace) | ``engine/keys/actions.py`` |
 
 A keyspace is a ``Memo[T]``: its keys live under its own prefix in its table, so keyspaces
 never see each other's entries; its values are msgpack, decoded as ``T``. A value that no

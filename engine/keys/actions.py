@@ -236,11 +236,17 @@ class ActionFactory:
                 continue  # a file an earlier run loaded may be gone since
         return msgspec.structs.replace(spec, sources=sources)
 
-    def remember_loaded(self, label: str, trace: Trace | None) -> None:
-        """Note the workspace files a step's run loaded (its trace), for ``with_sources`` of the
-        target's next run: what a dynamic import needs, which no static digest can see."""
-        if trace is not None:
-            self._new_loaded[f"{self.root}:{label}"] = sorted(p for p in trace.files if not os.path.isabs(p))
+    def remember_loaded(self, label: str, rule_id: str, trace: Trace | None) -> None:
+        """Note the workspace files a step's run loaded (its trace) beyond those its code digest
+        read, for ``with_sources`` of the target's next run: what a dynamic import needs, which
+        no static digest can see. Most steps load nothing more, and cost no write."""
+        info = self._rules.get(rule_id)
+        if trace is None or info is None:
+            return
+        static = set(info.static)
+        extra = sorted(p for p in trace.files if p not in static and not os.path.isabs(p))
+        if extra:
+            self._new_loaded[f"{self.root}:{label}"] = extra
 
     def keyed_config(self, target: Target, info: RuleInfo, config: Any) -> Any:
         """The config as keyed: canonical, with the Config class's defaults applied (read from

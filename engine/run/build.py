@@ -412,7 +412,7 @@ class _BuildState:
             plot_files=list(spec.options.plots),
         )
         self.b.store.index.put_action(result)
-        self.b.factory.remember_loaded(str(label), outcome.trace)
+        self.b.factory.remember_loaded(str(label), spec.key_spec.rule, outcome.trace)
         if self.b.remote is not None:
             if getattr(self.b.executor, "outputs_remote", False):
                 self.b.remote.publish_entry(result)  # its worker pushed the blobs already
