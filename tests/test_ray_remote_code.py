@@ -18,7 +18,7 @@ import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from test_ray_remote_data import Cluster
@@ -80,8 +80,18 @@ def workspace(root: Path, tag: int = 1, n: int = 4, image: str | None = None) ->
     return write(root, files, name="ray-remote-code")
 
 
+class ImageCluster(NamedTuple):
+    cluster: Cluster
+    image_ws: Path  # MLBUILD_IMAGE_WORKSPACE of the worker node: a folder only it sees
+    worker_pid: int
+
+    def in_worker(self, script: str) -> None:
+        """Run ``script`` (sh) in the worker node's mount namespace."""
+        subprocess.run(["nsenter", "-t", str(self.worker_pid), "-m", "sh", "-c", script], check=True, timeout=60)
+
+
 @pytest.fixture(scope="module")
-def image_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Path]]:
+def image_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageCluster]:
     """A head with no CPUs and one worker node (``node_img``) where every test's folder is an
     empty tmpfs and ``MLBUILD_IMAGE_WORKSPACE`` names a folder that exists only there: what an
     image's Dockerfile would have copied the workspace to."""
@@ -94,15 +104,9 @@ def image_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cl
     env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", MLBUILD_IMAGE_WORKSPACE=str(image_ws))
     cluster = Cluster(hidden, env)
     try:
-        cluster.add_worker("node_img")
-        yield cluster, image_ws
+        yield ImageCluster(cluster, image_ws, cluster.add_worker("node_img").pid)
     finally:
         cluster.stop()
-
-
-def in_worker(cluster: Cluster, script: str) -> None:
-    """Run ``script`` (sh) in the worker node's mount namespace."""
-    subprocess.run(["nsenter", "-t", str(cluster.workers[0].pid), "-m", "sh", "-c", script], check=True, timeout=60)
 
 
 def build(ws: Path, s3: Any, cluster: Cluster, *args: str) -> Run:
@@ -140,8 +144,8 @@ def local_outputs(root: Path, *labels: str, **kwargs: Any) -> dict[Path, bytes]:
 
 
 def test_a_step_gets_exactly_its_code_digest_files(tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any,
-                                                  image_cluster: tuple[Cluster, Path]) -> None:
-    cluster, _ = image_cluster
+                                                  image_cluster: ImageCluster) -> None:
+    cluster = image_cluster.cluster
     ws = workspace(tmp_path / "ws")
     proc = build(ws, s3_bucket, cluster, "//pkg:numbers")
     assert proc.returncode == 0, proc.stderr
@@ -155,8 +159,8 @@ def test_a_step_gets_exactly_its_code_digest_files(tmp_path: Path, tmp_cache_dir
 
 
 def test_a_dynamic_import_is_resubmitted_once_then_known_from_the_trace(
-        tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any, image_cluster: tuple[Cluster, Path]) -> None:
-    cluster, _ = image_cluster
+        tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any, image_cluster: ImageCluster) -> None:
+    cluster = image_cluster.cluster
     ws = workspace(tmp_path / "ws")
     first = build(ws, s3_bucket, cluster, "//pkg:plugin")
     assert first.returncode == 0, first.stderr
@@ -176,14 +180,14 @@ def test_a_dynamic_import_is_resubmitted_once_then_known_from_the_trace(
 
 
 def test_an_image_step_runs_the_image_copy_and_ships_no_source(
-        tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any, image_cluster: tuple[Cluster, Path],
+        tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any, image_cluster: ImageCluster,
         test_image: Any) -> None:
-    cluster, image_ws = image_cluster
+    cluster, image_ws = image_cluster.cluster, image_cluster.image_ws
     ws = workspace(tmp_path / "ws", image=test_image.name)
     # The image's copy of the workspace, made where only the worker node sees it.
     staged = cluster.dir / "image-copy"
     shutil.copytree(ws, staged, dirs_exist_ok=True)
-    in_worker(cluster, f"rm -rf {image_ws} && mkdir -p {image_ws} && cp -a {staged}/. {image_ws}/")
+    image_cluster.in_worker(f"rm -rf {image_ws} && mkdir -p {image_ws} && cp -a {staged}/. {image_ws}/")
     assert not image_ws.exists()  # not in the client's namespace
 
     proc = build(ws, s3_bucket, cluster, "//img:train")
@@ -196,7 +200,7 @@ def test_an_image_step_runs_the_image_copy_and_ships_no_source(
     assert len(entries) == 1
 
     # A stale image: its copy of lib/impl.py is not the workspace's. The step never runs.
-    in_worker(cluster, f"printf 'def scale(x):\\n    return x * 4\\n' > {image_ws}/lib/impl.py")
+    image_cluster.in_worker(f"printf 'def scale(x):\\n    return x * 4\\n' > {image_ws}/lib/impl.py")
     workspace(ws, n=6, image=test_image.name)
     stale = build(ws, s3_bucket, cluster, "//img:train")
     assert stale.returncode != 0
