@@ -178,9 +178,9 @@ class Uploader:
             return None
         listing = self._listed()
         for rel in missing_paths(outcome.error):
-            hits = [p for p in listing if p == rel or p.startswith(rel + "/")] if not rel.endswith(".py") else \
-                [rel] if rel in listing else []
-            if any(p not in spec.sources for p in hits):
+            # A module's file, or any file of a package (a folder a namespace package lacks).
+            covered = [p for p in listing if p == rel or p.startswith(rel + "/")]
+            if any(p not in spec.sources for p in covered):
                 return rel
         return None
 
