@@ -76,6 +76,9 @@ class ActionOutcome(msgspec.Struct):
     # Lines for the build's output about how the step was run (a backend that had to submit it
     # again, and why); the build prints each after the step's label.
     notes: list[str] = []
+    # Digests of input artifacts (an InputSpec's refs) whose bytes the executor found neither in
+    # the local cache nor on the remote: the build runs their producers again, then this step.
+    lost_inputs: list[str] = []
 
 
 # The files of ``python -m mlbuild.engine.run.runner_main`` in its scratch directory: a
@@ -126,7 +129,8 @@ class Executor(Protocol):
     ``needs_image`` (every step runs in a container image, so images are resolved to digests
     and enter the keys even for targets that name none) and ``needs_shared_path`` (its workers
     reach the CAS and the workspace through a filesystem path, so both must be mounted where
-    the workers run).
+    the workers run). The class says what a backend may need; an instance, which knows its mode,
+    may say less (a Ray executor moving data through the remote cache needs no shared path).
     """
 
     name: ClassVar[str]

@@ -153,13 +153,15 @@ class RayExecutor:
     name: ClassVar[str] = "ray"
     options_type: ClassVar[type[ExecutorOptions]] = RayOptions
     needs_image: ClassVar[bool] = False
-    needs_shared_path: ClassVar[bool] = True
+    # True until the mode is known; an instance in remote-data mode shares nothing with the cluster.
+    needs_shared_path: bool = True
 
     def __init__(self, context: ExecutorContext, options: ExecutorOptions | None = None, *,
                  session: RaySession | None = None, forward_credentials: bool = True) -> None:
         opts = options if isinstance(options, RayOptions) else RayOptions()
         address = opts.ray_address or os.environ.get("RAY_ADDRESS") or None
         self.mode = data_mode(opts, context, local_cluster=not address and session is None)
+        self.needs_shared_path = self.mode == "shared"
         runtime_env = None
         self.uploader: Any = None
         if self.mode == "remote":
@@ -187,6 +189,8 @@ class RayExecutor:
         self._runtime_env = runtime_env
         self._variants: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
+        self._worker_bytes_down = 0  # what the workers fetched from the remote and pushed to it
+        self._worker_bytes_up = 0
 
     def _task_for(self, spec: ActionSpec) -> Any:
         res = spec.options.resources
@@ -232,8 +236,15 @@ class RayExecutor:
         return result
 
     def _submit_remote(self, spec: ActionSpec, result: Future[ActionOutcome], whole: bool = False) -> None:
+        from mlbuild.remote.ray_remote_data import LostInputs
+
         try:
             task = self.uploader.task_for(spec, whole=whole)
+        except LostInputs as exc:
+            # Not a failure of this step: the build runs the inputs' producers again, then it.
+            error = f"its inputs could not be put in the remote cache: {exc}"
+            result.set_result(ActionOutcome(key=spec.key, error=error, error_kind="input", lost_inputs=exc.digests))
+            return
         except Exception as exc:
             error = f"its inputs could not be put in the remote cache: {type(exc).__name__}: {exc}"
             result.set_result(ActionOutcome(key=spec.key, error=error, error_kind="infra"))
@@ -267,13 +278,34 @@ class RayExecutor:
         def done(inner: Future[bytes]) -> None:
             exc = inner.exception()
             if exc is None:
-                outcome = _dec.decode(inner.result())
+                outcome = self._decode(inner.result())
                 if outcome.error is None or not may_widen or not self._again_whole(spec, outcome, result):
                     result.set_result(outcome)
             else:
                 result.set_result(self._outcome_for(spec.key, exc, retries))
 
         ref.future().add_done_callback(done)
+
+    def _decode(self, data: bytes) -> ActionOutcome:
+        if self.mode != "remote":
+            return _dec.decode(data)
+        from mlbuild.remote.ray_remote_data import TaskResult
+
+        got = msgspec.msgpack.decode(data, type=TaskResult)
+        with self._lock:
+            self._worker_bytes_down += got.bytes_down
+            self._worker_bytes_up += got.bytes_up
+        return got.outcome
+
+    def stats(self) -> dict[str, Any]:
+        """What this executor moved, for the build's summary (``--json``: ``executor``): in
+        remote-data mode the client's uploads and the workers' downloads and pushes."""
+        out: dict[str, Any] = {"name": self.name, "data": self.mode}
+        if self.mode == "remote":
+            with self._lock:
+                out.update(client_blobs_up=self.uploader.blobs_up, client_bytes_up=self.uploader.bytes_up,
+                           worker_bytes_down=self._worker_bytes_down, worker_bytes_up=self._worker_bytes_up)
+        return out
 
     def _outcome_for(self, key: str, exc: BaseException, retries: int) -> ActionOutcome:
         from ray import exceptions as rex

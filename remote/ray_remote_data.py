@@ -48,8 +48,8 @@ from mlbuild.cache.digest import copy_hashing, digest_file
 from mlbuild.cache.records import ArtifactRef, TreeEntry
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, RemoteCacheSettings
 
-__all__ = ["ENV_IMAGE_WORKSPACE", "InputRoot", "RemoteTask", "Uploader", "missing_paths", "run_step_remote",
-           "worker_cache_dir", "worker_env"]
+__all__ = ["ENV_IMAGE_WORKSPACE", "InputRoot", "LostInputs", "RemoteTask", "TaskResult", "Uploader", "missing_paths",
+           "run_step_remote", "worker_cache_dir", "worker_env"]
 
 ENV_REMOTE_OPTIONS = "MLBUILD_REMOTE_OPTIONS"
 ENV_WORKER_CACHE = "MLBUILD_WORKER_CACHE"
@@ -82,6 +82,25 @@ class RemoteTask(msgspec.Struct, frozen=True):
     timeout: float
     input_root: str  # digest of an InputRoot blob
     schema: int = 1
+
+
+class TaskResult(msgspec.Struct):
+    """What a remote-data Ray task returns: the step's outcome and the bytes its worker moved
+    (the build's summary adds them up: ``RayExecutor.stats``)."""
+
+    outcome: ActionOutcome
+    bytes_down: int = 0  # fetched from the remote into the worker's cache (inputs, input root)
+    bytes_up: int = 0  # pushed to the remote (outputs, log)
+    schema: int = 1
+
+
+class LostInputs(LookupError):
+    """Input artifacts whose bytes are neither in the local cache nor on the remote: the build
+    runs their producers again (``digests``: the inputs' top-level refs)."""
+
+    def __init__(self, digests: list[str]) -> None:
+        super().__init__(f"blob(s) {', '.join(digests)} are neither in the local cache nor on the remote")
+        self.digests = digests
 
 
 _enc = msgspec.msgpack.Encoder()
@@ -146,11 +165,18 @@ class Uploader:
     def task_for(self, spec: ActionSpec, *, whole: bool = False) -> RemoteTask:
         """Upload the step's inputs and input root; the task to send with it. ``whole``: its
         source files are every ``.py`` file of the project, not ``spec.sources`` (also when a
-        spec comes without them). Raises ``LookupError`` naming a blob that is neither here
-        nor on the remote, ``ValueError`` naming a source file changed since it was hashed."""
+        spec comes without them). Raises ``LostInputs`` naming the inputs whose bytes are
+        neither here nor on the remote, ``ValueError`` naming a source file changed since it
+        was hashed."""
+        lost: list[str] = []
         for inp in spec.inputs:
             for ref in inp.refs:
-                self._put_ref(ref)
+                try:
+                    self._put_ref(ref)
+                except LookupError:
+                    lost.append(ref.digest)
+        if lost:
+            raise LostInputs(lost)
         code = self._whole_project() if whole or not spec.sources else dict(spec.sources)
         files: dict[str, str] = {}
         if spec.image is None:
@@ -376,7 +402,7 @@ def _from_image(baked: dict[str, str], image: str | None, scratch: str) -> None:
 
 
 def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
-    """The body of a remote-data Ray task: fetch, materialize, run, push; the outcome as msgpack."""
+    """The body of a remote-data Ray task: fetch, materialize, run, push; a ``TaskResult`` as msgpack."""
     from mlbuild.engine.run.runner import run_encoded_with
 
     spec = _dec_spec.decode(spec_bytes)
@@ -399,25 +425,27 @@ def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
             if root.baked:
                 _from_image(root.baked, spec.image, scratch)
         except ImageMismatch as exc:
-            return _enc.encode(ActionOutcome(key=spec.key, host=node_name(), error_kind="infra", error=str(exc)))
+            failed = ActionOutcome(key=spec.key, host=node_name(), error_kind="infra", error=str(exc))
+            return _enc.encode(TaskResult(failed, bytes_down=fetch.bytes_down))
         except Exception as exc:
             failed = ActionOutcome(key=spec.key, host=node_name(), error_kind="infra",
                                    error=f"its inputs could not be fetched from the remote cache {task.url}: "
                                          f"{type(exc).__name__}: {exc}")
-            return _enc.encode(failed)
+            return _enc.encode(TaskResult(failed, bytes_down=fetch.bytes_down))
         local = msgspec.structs.replace(spec, workspace=scratch)
         outcome = msgspec.msgpack.decode(run_encoded_with(_enc.encode(local), cas), type=ActionOutcome)
         outcome.host = node_name()
         if outcome.error:
             # Paths as the client knows them: workspace-relative (and the client reads them).
             outcome.error = outcome.error.replace(scratch + os.sep, "")
+        pushed = 0
         if outcome.error is None or outcome.log_digest:
             try:
-                _push_outputs(remote, cas, outcome)
+                pushed = _push_outputs(remote, cas, outcome)
             except Exception as exc:
                 outcome.outputs = []
                 outcome.error = f"its outputs could not be pushed to the remote cache {task.url}: {type(exc).__name__}: {exc}"
                 outcome.error_kind = "infra"
-        return _enc.encode(outcome)
+        return _enc.encode(TaskResult(outcome, bytes_down=fetch.bytes_down, bytes_up=pushed))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

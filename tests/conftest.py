@@ -14,6 +14,7 @@ so that CI never goes green by skipping.
 | ``s3_server`` | session | ``S3Server``: a moto server on loopback with one bucket |
 | ``s3_bucket`` | test | the same ``S3Server`` but with a fresh, empty bucket of its own |
 | ``ray_local`` | session | ``RayCluster(address, temp_dir, client_port)``: a local Ray head (2 CPUs); ``.client_address`` is its ``ray://`` URL |
+| ``ray_nodes`` | session | ``support.ray_nodes.Cluster``: a head with no CPUs and one worker node, ``node_a``, that cannot see the tests' temporary folders (remote-data mode) |
 | ``chromium_path`` | session | ``"/usr/bin/chromium"`` |
 | ``chromium_launch_kwargs`` | session | kwargs for playwright's ``chromium.launch`` |
 | ``browser`` | session | a playwright sync ``Browser`` on Debian's chromium |
@@ -65,6 +66,7 @@ _SERVICE_MARKERS = {
     "s3_server": "s3",
     "s3_bucket": "s3",
     "ray_local": "ray",
+    "ray_nodes": "ray",
     "chromium_path": "browser",
     "chromium_launch_kwargs": "browser",
     "browser": "browser",
@@ -495,6 +497,28 @@ def ray_local(_session_env: pytest.MonkeyPatch) -> Iterator[RayCluster]:
             ray.shutdown()
         _stop(proc, timeout=30)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Ray head with no CPUs and one worker node (``node_a``, 2 CPUs) in a mount namespace
+    where every test's ``tmp_path`` (the folder above them all) is an empty tmpfs: the worker
+    shares nothing with the builds but what they send it. For the tests that only build on it
+    (one start for all of them); a test that kills nodes makes a cluster of its own.
+
+    Ray is not shared with ``ray_local``: that one's head runs steps, reading the client's
+    files by path (shared mode), which these tests must make impossible."""
+    if _tool("ray") is None:
+        _unavailable("ray is not installed")
+    from support.ray_nodes import Cluster, check_can_hide
+
+    check_can_hide()
+    cluster = Cluster(tmp_path_factory.getbasetemp())
+    try:
+        cluster.add_worker("node_a")
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 # --------------------------------------------------------------------------- browser

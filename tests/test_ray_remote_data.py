@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import pytest
 
 from support.cli import Run, mlbuild_process
+from support.ray_nodes import Cluster, check_can_hide, same_namespace, wait
 from support.workspace import write_workspace as write
 
 RULES = '''
@@ -41,6 +40,11 @@ def numbers(config: dict) -> list:
 def total(xs: list) -> int:
     print("adding", len(xs), "numbers")
     return sum(xs)
+
+
+@rule
+def scaled(xs: list, config: dict) -> int:
+    return sum(xs) * config["k"]
 
 
 @rule
@@ -67,125 +71,11 @@ def hold(xs: list, config: dict) -> int:
 '''
 
 
-def _ray() -> str:
-    exe = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
-    if not os.path.exists(exe):
-        pytest.fail("ray is not installed (pip install 'ray[client]')")
-    return exe
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(what: str, ready: Any, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            pytest.fail(f"{what} not ready after {timeout:.0f}s\n{tail}", pytrace=False)
-        time.sleep(0.1)
-
-
-def _same_namespace(pid: int) -> list[int]:
-    """Every process in the mount namespace of ``pid`` (a worker node and all it started)."""
-    try:
-        ns = os.readlink(f"/proc/{pid}/ns/mnt")
-    except OSError:
-        return []
-    own = os.readlink("/proc/self/ns/mnt")
-    if ns == own:
-        return [pid]
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/ns/mnt") == ns:
-                    out.append(int(entry))
-            except OSError:
-                pass
-    return out
-
-
-class Cluster:
-    """A head (no CPUs) and worker nodes that cannot see ``hidden``; stops what it started."""
-
-    def __init__(self, hidden: Path, env: dict[str, str]) -> None:
-        self.hidden = hidden
-        self.env = env
-        self.dir = Path(tempfile.mkdtemp(prefix="mlbrd", dir="/tmp"))  # short: unix sockets live under it
-        self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.workers: list[subprocess.Popen[bytes]] = []
-        log = self.dir / "head.log"
-        with log.open("wb") as out:
-            self.head = subprocess.Popen(
-                [_ray(), "start", "--head", "--block", f"--port={self.port}", "--num-cpus=0",
-                 "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.dir / 'head'}",
-                 "--node-ip-address=127.0.0.1", f"--object-store-memory={256 << 20}",
-                 f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-        _wait("ray head", lambda: "Ray runtime started" in log.read_text(errors="replace"), 120, log)
-
-    def add_worker(self, name: str) -> subprocess.Popen[bytes]:
-        """A worker node in a mount namespace of its own, with an empty tmpfs over ``hidden``."""
-        log = self.dir / f"{name}.log"
-        cache = self.dir / f"{name}-cache"
-        start = (f"mount -t tmpfs none {self.hidden} && exec {_ray()} start --block --address={self.address} "
-                 f"--num-cpus=2 --disable-usage-stats --node-ip-address=127.0.0.1 "
-                 f"--object-store-memory={128 << 20} --dashboard-agent-listen-port={_free_port()} "
-                 f"--resources='{{\"{name}\": 1}}'")
-        with log.open("wb") as out:
-            proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", start],
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, env={**self.env, "MLBUILD_WORKER_CACHE": str(cache)})
-        self.workers.append(proc)
-        _wait(f"ray worker {name}", lambda: "Ray runtime started" in log.read_text(errors="replace"), 120, log)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL a worker node and everything in its namespace: the node is gone."""
-        for pid in _same_namespace(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-
-    def nodes(self) -> dict[str, dict[str, float]]:
-        code = (f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR'); "
-                "print(json.dumps({n['NodeID']: n['Resources'] for n in ray.nodes() if n['Alive']}))")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=self.env, timeout=120)
-        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-    def stop(self) -> None:
-        for proc in [*self.workers, self.head]:
-            self.kill(proc) if proc is not self.head else None
-        self.head.terminate()
-        try:
-            self.head.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(self.head.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.head.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, s3_bucket: Any) -> Iterator[Cluster]:
-    if shutil.which("unshare") is None or os.geteuid() != 0:
-        pytest.fail("these tests need root and unshare(1) (util-linux) for a worker node's own mount namespace")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # the nodes hold no credentials
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               RAY_health_check_period_ms="500", RAY_health_check_failure_threshold="3")
-    c = Cluster(tmp_path, env)
+    """A cluster of this test's own (it kills nodes), hiding ``tmp_path``; no worker yet."""
+    check_can_hide()
+    c = Cluster(tmp_path)
     try:
         yield c
     finally:
@@ -193,15 +83,25 @@ def cluster(tmp_path: Path, s3_bucket: Any) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def ws(tmp_path: Path, cluster: Cluster) -> Path:
-    shared = cluster.dir / "steps"  # outside the hidden folder: the steps signal the test there
-    shared.mkdir()
+def signals() -> Iterator[Path]:
+    """A folder the steps and the test both see (outside the hidden one): steps signal there."""
+    path = Path(tempfile.mkdtemp(prefix="mlbrs", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def ws(tmp_path: Path, signals: Path) -> Path:
+    shared = signals
     return write(tmp_path / "ws", {"pkg/steps.py": RULES, "pkg/BUILD.py": textwrap.dedent(f'''
         from mlbuild import target
 
         target(name="numbers", rule="steps.py:numbers", config={{"n": 10}})
         target(name="total", rule="steps.py:total", inputs={{"xs": ":numbers"}})
         target(name="table", rule="steps.py:table", inputs={{"xs": ":numbers"}})
+        target(name="scaled", rule="steps.py:scaled", inputs={{"xs": ":numbers"}}, config={{"k": 2}})
         target(name="hold_once", rule="steps.py:hold_once", inputs={{"xs": ":numbers"}}, config={{"dir": "{shared}"}})
         target(name="hold", rule="steps.py:hold", inputs={{"xs": ":numbers"}}, config={{"dir": "{shared}"}})
     ''')}, name="ray-remote-data")
@@ -224,33 +124,57 @@ def remote_entries(s3: Any) -> list[str]:
     return [o["Key"] for o in listing.get("Contents", [])]
 
 
-def test_steps_run_on_a_worker_that_sees_no_client_file(ws: Path, tmp_path: Path, tmp_cache_dir: Path,
-                                                         s3_bucket: Any, cluster: Cluster) -> None:
-    worker = cluster.add_worker("node_a")
-    # In the worker's namespace the folder holding the client's workspace and cache is empty.
-    seen = subprocess.run(["nsenter", "-t", str(worker.pid), "-m", "ls", "-A", str(tmp_path)],
-                          capture_output=True, text=True, check=True)
-    assert seen.stdout.strip() == ""
-    assert (ws / "pkg" / "BUILD.py").exists()
+def outputs_of(ws: Path) -> dict[Path, bytes]:
+    """``mlbuild-out/``'s files and bytes (not the markers: they hold mtimes)."""
+    out = ws / "mlbuild-out"
+    return {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")}
 
-    proc = build(ws, s3_bucket, cluster, "//pkg:total", "//pkg:table")
-    assert proc.returncode == 0, proc.stderr
-    assert summary(proc)["actions"]["executed"] == 3, proc.stdout
-    assert "unavailable" not in proc.stderr and "not publishing" not in proc.stderr, proc.stderr
-    ray_outputs = {p.relative_to(ws / "mlbuild-out"): p.read_bytes() for p in (ws / "mlbuild-out").rglob("*")
-                   if p.is_file() and not p.name.startswith(".")}  # not the markers: they hold mtimes
 
-    # Ran on the worker node: the results name it.
-    nodes = cluster.nodes()
-    worker_ids = {nid for nid, res in nodes.items() if "node_a" in res}
+def hosts_of(cache: Path) -> dict[str, str]:
+    """label -> the host (``hostname/node-id``) of every result in the local cache at ``cache``."""
     from mlbuild.cache.store import LocalStore
 
-    store = LocalStore(tmp_cache_dir)
+    store = LocalStore(cache)
     try:
-        hosts = {r.label: r.host for r in store.index.iter_actions()}
+        return {r.label: r.host for r in store.index.iter_actions()}
     finally:
         store.close()
-    assert hosts and all(h.rsplit("/", 1)[-1] in worker_ids for h in hosts.values()), (hosts, nodes)
+
+
+def result_of(cache: Path, label: str) -> Any:
+    from mlbuild.cache.store import LocalStore
+
+    store = LocalStore(cache)
+    try:
+        (result,) = [r for r in store.index.iter_actions() if r.label == label]
+        return result
+    finally:
+        store.close()
+
+
+def test_steps_run_on_a_worker_that_sees_no_client_file(ws: Path, tmp_path: Path, tmp_cache_dir: Path,
+                                                         s3_bucket: Any, ray_nodes: Cluster) -> None:
+    # In the worker's namespace the folder holding every test's workspace and cache is empty.
+    assert ray_nodes.sees_nothing("node_a") and str(tmp_path).startswith(str(ray_nodes.hidden))
+    assert (ws / "pkg" / "BUILD.py").exists()
+
+    proc = build(ws, s3_bucket, ray_nodes, "//pkg:total", "//pkg:table")
+    assert proc.returncode == 0, proc.stderr
+    result = summary(proc)
+    assert result["actions"]["executed"] == 3, proc.stdout
+    assert "unavailable" not in proc.stderr and "not publishing" not in proc.stderr, proc.stderr
+    # What moved, in the summary: the client's uploads (the input root, no input blob: every
+    # input was built on the cluster) and the workers' downloads and pushes.
+    moved = result["executor"]
+    assert moved["name"] == "ray" and moved["data"] == "remote", moved
+    assert moved["client_bytes_up"] > 0 and moved["client_blobs_up"] >= 2, moved  # steps.py, the root
+    assert moved["worker_bytes_down"] > 0 and moved["worker_bytes_up"] > 0, moved
+    assert "ray (remote data): client " in proc.stderr, proc.stderr
+
+    # Ran on the worker node: the results name it.
+    hosts = hosts_of(tmp_cache_dir)
+    worker_ids = ray_nodes.node_ids("node_a")
+    assert hosts and all(h.rsplit("/", 1)[-1] in worker_ids for h in hosts.values()), (hosts, worker_ids)
     assert remote_entries(s3_bucket), "the action entries are on the remote"
 
     # The same targets built locally, from nothing: identical outputs.
@@ -259,27 +183,51 @@ def test_steps_run_on_a_worker_that_sees_no_client_file(ws: Path, tmp_path: Path
     again = mlbuild_process(local, "//pkg:total", "//pkg:table", "--no-cache", "--json", check=False,
                             env={"MLBUILD_CACHE_DIR": str(tmp_path / "local-cache")})
     assert again.returncode == 0, again.stderr
-    local_outputs = {p.relative_to(local / "mlbuild-out"): p.read_bytes()
-                     for p in (local / "mlbuild-out").rglob("*") if p.is_file() and not p.name.startswith(".")}
-    assert ray_outputs and ray_outputs == local_outputs
+    assert outputs_of(ws) and outputs_of(ws) == outputs_of(local)
 
 
-def test_node_lost_mid_step_is_retried_on_another_node(ws: Path, s3_bucket: Any, cluster: Cluster) -> None:
-    a = cluster.add_worker("node_a")
+def test_input_lost_locally_and_on_the_remote_reruns_its_producer(ws: Path, tmp_cache_dir: Path, s3_bucket: Any,
+                                                                   ray_nodes: Cluster) -> None:
+    first = build(ws, s3_bucket, ray_nodes, "//pkg:scaled")
+    assert first.returncode == 0, first.stderr
+    assert summary(first)["actions"]["executed"] == 2
+    numbers = result_of(tmp_cache_dir, "//pkg:numbers")
+    (ref,) = numbers.outputs
+    # Its bytes gone everywhere the client looks: here (never downloaded: only //pkg:scaled was
+    # asked for) and on the remote. Its entries stay: the build learns of the loss on submitting.
+    from mlbuild.cache.cas import CAS
+
+    assert not CAS(tmp_cache_dir / "cas").has(ref.digest)
+    s3_bucket.client().delete_object(Bucket=s3_bucket.bucket, Key=f"cache/cas/{ref.digest[:2]}/{ref.digest}")
+    # The consumer changes, its producer does not.
+    build_py = ws / "pkg" / "BUILD.py"
+    build_py.write_text(build_py.read_text().replace('config={"k": 2}', 'config={"k": 3}'))
+
+    second = build(ws, s3_bucket, ray_nodes, "//pkg:scaled")
+    assert second.returncode == 0, second.stderr
+    assert summary(second)["actions"]["executed"] == 2, second.stdout  # the producer ran again, then it
+    assert "//pkg:numbers: cached outputs are missing or corrupt" in second.stderr, second.stderr
+    assert "FAILED" not in second.stderr
+    import msgspec
+
+    assert msgspec.msgpack.decode((ws / "mlbuild-out" / "pkg" / "scaled.value.msgpack").read_bytes()) == 135
+    assert result_of(tmp_cache_dir, "//pkg:numbers").outputs == [ref]  # the same bytes, made again
+    assert s3_bucket.client().head_object(Bucket=s3_bucket.bucket, Key=f"cache/cas/{ref.digest[:2]}/{ref.digest}")
+
+
+def test_node_lost_mid_step_is_retried_on_another_node(ws: Path, s3_bucket: Any, signals: Path,
+                                                       cluster: Cluster) -> None:
+    cluster.add_worker("node_a")
     first = build(ws, s3_bucket, cluster, "//pkg:numbers")
     assert first.returncode == 0, first.stderr
     cluster.add_worker("node_b")
-    started = cluster.dir / "steps" / "started"
     proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "//pkg:hold_once", "--executor", "ray",
                              "--ray-address", cluster.address, "--remote-cache", s3_bucket.url("cache"), "--json"],
                             cwd=ws, env={**os.environ, **s3_bucket.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait("the step's first attempt", started.exists, 180)
-        attempted_on = (cluster.dir / "steps" / "attempted").read_text()
-        victim = a if attempted_on else a  # the node names are the machine's: find the one running it
-        for w in cluster.workers:
-            if any(_holds_step(pid) for pid in _same_namespace(w.pid)):
-                victim = w
+        wait("the step's first attempt", (signals / "started").exists, 180)
+        # Kill the node running it (both nodes have the machine's hostname: look at the processes).
+        (victim,) = [w for w in cluster.workers.values() if any(_holds_step(pid) for pid in same_namespace(w.pid))]
         cluster.kill(victim)
         out, err = proc.communicate(timeout=240)
     finally:
@@ -292,24 +240,24 @@ def test_node_lost_mid_step_is_retried_on_another_node(ws: Path, s3_bucket: Any,
 
 def _holds_step(pid: int) -> bool:
     try:
-        return b"hold" in Path(f"/proc/{pid}/cmdline").read_bytes() or b"run_step_remote" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+    return b"hold" in cmdline or b"run_step_remote" in cmdline
 
 
 def test_node_lost_without_retries_fails_and_keeps_what_was_built(ws: Path, tmp_cache_dir: Path, s3_bucket: Any,
-                                                                    cluster: Cluster) -> None:
+                                                                    signals: Path, cluster: Cluster) -> None:
     a = cluster.add_worker("node_a")
     first = build(ws, s3_bucket, cluster, "//pkg:numbers")
     assert first.returncode == 0, first.stderr
     entries = remote_entries(s3_bucket)
     assert len(entries) == 1
-    started = cluster.dir / "steps" / "started"
     proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "//pkg:hold", "--executor", "ray",
                              "--ray-address", cluster.address, "--remote-cache", s3_bucket.url("cache")],
                             cwd=ws, env={**os.environ, **s3_bucket.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait("the step", started.exists, 180)
+        wait("the step", (signals / "started").exists, 180)
         cluster.kill(a)
         _, err = proc.communicate(timeout=240)
     finally:
@@ -344,3 +292,35 @@ def test_data_mode_defaults_and_credentials_forwarded() -> None:
     env = {"AWS_SECRET_ACCESS_KEY": "s", "HOME": "/root", "MLBUILD_CACHE_KEY": "k"}
     assert worker_env(remote, env) == {"AWS_SECRET_ACCESS_KEY": "s", "MLBUILD_REMOTE_OPTIONS": '{"anon": false}'}
     assert worker_env(remote, env, forward_credentials=False) == {}  # a KubeRay Secret holds them
+
+
+class _Session:
+    """Stands in for a Ray session where only the executor's bookkeeping is under test."""
+
+    local = False
+
+    class ray:  # noqa: N801 (the attribute the executor reads)
+        @staticmethod
+        def remote(fn: Any) -> Any:
+            return fn
+
+    def node_capacity(self) -> dict[str, float]:
+        return {}
+
+
+def test_needs_shared_path_follows_the_data_mode(tmp_path: Path) -> None:
+    from mlbuild.engine.interfaces import ExecutorContext, RemoteCacheSettings
+    from mlbuild.remote.kuberay.executor import KubeRayExecutor
+    from mlbuild.remote.ray_executor import RayExecutor, RayOptions
+
+    remote = RemoteCacheSettings(url=(tmp_path / "remote").as_uri(), timeout=5.0)
+    with_remote = ExecutorContext(cas_root=str(tmp_path / "cas"), workspace=str(tmp_path), jobs=1, build_id="b",
+                                  remote=remote)
+    without = ExecutorContext(cas_root=str(tmp_path / "cas"), workspace=str(tmp_path), jobs=1, build_id="b")
+    session: Any = _Session()
+    assert RayExecutor(with_remote, RayOptions(), session=session).needs_shared_path is False
+    assert RayExecutor(with_remote, RayOptions(ray_data="shared"), session=session).needs_shared_path is True
+    assert RayExecutor(without, RayOptions(), session=session).needs_shared_path is True
+    assert KubeRayExecutor(with_remote).needs_shared_path is False
+    assert KubeRayExecutor(without).needs_shared_path is True
+    assert RayExecutor.needs_shared_path is True  # before the mode is known: what it may need

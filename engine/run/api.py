@@ -201,6 +201,7 @@ def json_summary(result: BuildResult) -> dict[str, Any]:
         "actions": result.counts(),
         "remote_hits": result.counts()["remote_hits"],
         "remote": result.remote,
+        **({"executor": result.executor} if result.executor else {}),
         "outputs": {
             label: {o.name: o.digest for o in r.outputs}
             for label, r in result.results.items()

@@ -69,6 +69,7 @@ class BuildResult(msgspec.Struct):
     results: dict[str, ActionResult]
     failures: dict[str, str]
     remote: dict[str, Any] | None = None  # the remote session's summary, when one was used
+    executor: dict[str, Any] | None = None  # what the executor moved, when it says (its stats())
 
     def counts(self) -> dict[str, int]:
         statuses = [a.status for a in self.record.actions]
@@ -141,6 +142,7 @@ class Builder:
             self.store.index.put_build(record)
         self.build_id = record.id
         state = _BuildState(self, plan, record)
+        executor_stats: dict[str, Any] | None = None
         try:
             with _gc_frozen():
                 state.loop()
@@ -165,8 +167,11 @@ class Builder:
                 self.store.index.put_build(record)
                 self.store.index.put_edges(record.edges)
             if self._executor is not None:
+                stats = getattr(self._executor, "stats", None)
+                executor_stats = stats() if callable(stats) else None
                 self._executor.close()
-        result = BuildResult(record, {str(k): v for k, v in state.results.items()}, state.failures)
+        result = BuildResult(record, {str(k): v for k, v in state.results.items()}, state.failures,
+                             executor=executor_stats)
         if self.options.materialize:
             # The copies check every digest, so blobs are only fetched there, not re-read.
             self.materializer.materialize([(label, state.results[label]) for label in plan.requested if label in state.results])
@@ -386,6 +391,8 @@ class _BuildState:
         seconds = time.monotonic() - started
         for note in outcome.notes:
             self.b.reporter.write(f"{label}: {note}")
+        if outcome.lost_inputs and outcome.error is not None and self._rerun_producers(label, outcome.lost_inputs):
+            return
         if outcome.error is None:
             outcome = self._check_trace(label, spec, outcome)
         if outcome.error is not None:
@@ -419,6 +426,21 @@ class _BuildState:
             else:
                 self.b.remote.publish(result)
         self.complete(label, result, "executed", seconds)
+
+    def _rerun_producers(self, label: Label, lost: list[str]) -> bool:
+        """The executor found inputs of ``label`` whose bytes are gone, locally and on the remote
+        (its workers fetch inputs there): resolve their producers again, as ``resolve`` does for
+        bytes found gone before submitting, then ``label``. False (the step fails) when a
+        producer already ran again in this build: its bytes vanished twice."""
+        gone = set(lost)
+        producers = [dep for dep in self.plan.targets[label].deps()
+                     if dep in self.results and any(ref.digest in gone for ref in self.results[dep].outputs)]
+        if not producers or any(self.results[dep].key in self.unfetchable for dep in producers):
+            return False
+        self.b.reporter.running.pop(str(label), None)
+        for dep in producers:
+            self.reexecute(dep, label)
+        return True
 
     def _check_trace(self, label: Label, spec: Any, outcome: ActionOutcome) -> ActionOutcome:
         """Before a result is stored: it must come from the code its key describes; undeclared
@@ -512,7 +534,17 @@ def summary_line(result: BuildResult, seconds: float) -> str:
         parts.append(f"{not_run} not run")
     word = "FAILED" if result.failures else "OK"
     line = f"{word}: build {result.record.id}: " + ", ".join(parts) + f" in {seconds:.2f}s"
-    return line + (remote_summary(result.remote) if result.remote else "")
+    line += remote_summary(result.remote) if result.remote else ""
+    return line + (executor_summary(result.executor) if result.executor else "")
+
+
+def executor_summary(stats: dict[str, Any]) -> str:
+    """``; ray (remote data): client 3.1 kB up (12 blobs), workers 9.0 kB down, 4.2 kB up``."""
+    if "client_bytes_up" not in stats:
+        return ""
+    return (f"; {stats.get('name', 'executor')} ({stats.get('data', '')} data): client "
+            f"{_bytes(stats['client_bytes_up'])} up ({stats.get('client_blobs_up', 0)} blobs), workers "
+            f"{_bytes(stats.get('worker_bytes_down', 0))} down, {_bytes(stats.get('worker_bytes_up', 0))} up")
 
 
 def remote_summary(remote: dict[str, Any]) -> str:

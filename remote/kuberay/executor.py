@@ -8,9 +8,12 @@ build, after a failure, or on Ctrl-C — disconnects and deletes the cluster, un
 ``--keep-cluster``, which keeps it for the next build of the same image and shape (and reuses
 a kept one now).
 
-The steps' CAS and workspace must be mounted on the cluster's nodes (a shared filesystem) at the
-paths given by ``--ray-cas-root`` and ``--ray-workspace`` (default: the same paths as here), and
-the image must have mlbuild installed at the driver's version. See ``docs/kuberay.md``.
+With a remote cache (``--remote-cache``) nothing else is shared: data and code move through it
+(``--ray-data remote``, ``remote/ray_remote_data.py``), and the pods read its credentials from
+``--kube-secret``. Without one (``--ray-data shared``) the steps' CAS and workspace must be mounted
+on the cluster's nodes at the paths given by ``--ray-cas-root`` and ``--ray-workspace`` (default:
+the same paths as here). The image must have mlbuild installed at the driver's version. See
+``docs/kuberay.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from mlbuild.engine.errors import UserError
 from mlbuild.engine.interfaces import ActionOutcome, ActionSpec, ExecutorContext, ExecutorOptions
@@ -95,7 +98,7 @@ class KubeRayExecutor:
     name: ClassVar[str] = "kuberay"
     options_type: ClassVar[type[ExecutorOptions]] = KubeRayOptions
     needs_image: ClassVar[bool] = True
-    needs_shared_path: ClassVar[bool] = True
+    needs_shared_path: bool = True  # False once made for remote data (a remote cache is set)
 
     def __init__(self, context: ExecutorContext, options: ExecutorOptions | None = None) -> None:
         opts = options if isinstance(options, KubeRayOptions) else KubeRayOptions()
@@ -109,6 +112,7 @@ class KubeRayExecutor:
         # The cluster is never this machine: with a remote cache, data moves through it.
         self.ray_options = RayOptions(ray_cas_root=opts.ray_cas_root, ray_workspace=opts.ray_workspace,
                                       ray_data=opts.ray_data or ("remote" if context.remote is not None else "shared"))
+        self.needs_shared_path = self.ray_options.ray_data == "shared"
         self.secret = opts.kube_secret
         self.poll_interval = 2.0
         self.handle: ClusterHandle | None = None
@@ -139,6 +143,12 @@ class KubeRayExecutor:
 
         inner.add_done_callback(done)
         return result
+
+    def stats(self) -> dict[str, Any]:
+        """What the build's steps moved (see ``RayExecutor.stats``), under this executor's name."""
+        if self._ray is None:
+            return {"name": self.name, "data": self.ray_options.ray_data}
+        return {**self._ray.stats(), "name": self.name}
 
     def _start(self, spec: ActionSpec) -> None:
         """Create (or reuse), wait for and connect to the cluster; UserError naming the step."""
