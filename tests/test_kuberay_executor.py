@@ -383,3 +383,155 @@ def test_ray_cluster_in_a_step_local_and_on_the_build_cluster(tmp_path: Path, ws
 
         out = ws / "mlbuild-out" / "pkg" / "fan_out.value.msgpack"
         assert msgspec.msgpack.decode(out.read_bytes()) == [x * x for x in range(6)]
+
+
+# ---------------------------------------------------------------- remote data, on a real Ray head
+
+REMOTE_RULES = '''
+from mlbuild import Resources, rule
+
+
+@rule(resources=Resources(cpus=1))
+def numbers(config: dict) -> list:
+    return list(range(config["n"]))
+
+
+@rule
+def total(xs: list) -> dict:
+    return {"sum": sum(xs), "count": len(xs)}
+'''
+
+SECRET = "mlbuild-remote"
+
+
+class PodsKube(Kube):
+    """The fake API server whose "operator" runs the worker group of a RayCluster it accepted
+    (valid against the CRD) as a real Ray worker node of ``cluster``: in a mount namespace that
+    cannot see the client's files, with the environment the manifest gives the pod (its values,
+    and its ``secretKeyRef``s resolved from ``secrets`` as the kubelet would) plus what the image
+    sets (``image_env``). The head service leads to ``cluster``'s head, which runs no step. The
+    cluster is ready once that node is up."""
+
+    def __init__(self, crd: CrdSchema, cluster: Any, secrets: dict[str, dict[str, str]],
+                 image_env: dict[str, str]) -> None:
+        super().__init__(crd)
+        self.cluster = cluster
+        self.secrets = secrets
+        self.image_env = image_env
+        self.client_port = cluster.client_port
+        self.pod_env: dict[str, str] = {}
+        self.pods_up = threading.Event()
+        self.errors: list[str] = []
+
+    def _create(self, ns: str, body: Any) -> tuple[int, Any]:
+        code, obj = super()._create(ns, body)
+        if code == 201:
+            threading.Thread(target=self._start_pods, args=(copy.deepcopy(obj),), daemon=True).start()
+        return code, obj
+
+    def _start_pods(self, obj: dict[str, Any]) -> None:
+        try:
+            (group,) = obj["spec"]["workerGroupSpecs"]
+            for var in group["template"]["spec"]["containers"][0].get("env", []):
+                ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+                if ref is None:
+                    self.pod_env[var["name"]] = var["value"]
+                elif ref["key"] in self.secrets.get(ref["name"], {}):
+                    self.pod_env[var["name"]] = self.secrets[ref["name"]][ref["key"]]
+                elif not ref.get("optional"):
+                    raise KeyError(f"secret {ref['name']} has no key {ref['key']}")
+            self.cluster.add_worker("pod", {**self.pod_env, **self.image_env})
+        except BaseException as exc:  # pytest.fail in a thread: reported by the test
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.pods_up.set()
+
+    def reconcile(self, ns: str, name: str) -> None:
+        self._apply(ns, name, "ready" if self.pods_up.is_set() and not self.errors else "pending")
+
+
+def test_remote_data_build_runs_on_a_real_head_whose_pods_share_only_the_bucket(
+    tmp_path: Path, crd: CrdSchema, s3_bucket: Any, test_image: Any, tmp_cache_dir: Path
+) -> None:
+    """``--executor kuberay --remote-cache s3://… --kube-secret NAME``: the manifest (valid, with
+    the remote's URL and the Secret's name, no credential) makes the pods; everything after "the
+    cluster is ready at X" is real: the Ray client to a real head, the steps on a worker node that
+    sees none of the client's files and holds only what the manifest gave it."""
+    from support.ray_nodes import Cluster, check_can_hide
+
+    check_can_hide()
+    ws = write_workspace(tmp_path / "ws", {
+        "mlbuild.toml": f'[workspace]\nname = "kuberay-remote"\nimage = "{test_image.name}"\n',
+        "pkg/steps.py": REMOTE_RULES,
+        "pkg/BUILD.py": textwrap.dedent('''
+            from mlbuild import target
+
+            target(name="numbers", rule="steps.py:numbers", config={"n": 7})
+            target(name="total", rule="steps.py:total", inputs={"xs": ":numbers"})
+        '''),
+    })
+    cluster = Cluster(tmp_path)
+    try:
+        # The image holds the workspace (its Dockerfile copied it) and says where.
+        image_ws = cluster.dir / "image-workspace"
+        for path in ws.rglob("*.py"):
+            (image_ws / path.relative_to(ws)).parent.mkdir(parents=True, exist_ok=True)
+            (image_ws / path.relative_to(ws)).write_bytes(path.read_bytes())
+        kube = PodsKube(crd, cluster, {SECRET: {k: v for k, v in s3_bucket.env.items() if k != "AWS_ENDPOINT_URL_S3"}},
+                        {"MLBUILD_IMAGE_WORKSPACE": str(image_ws)})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _kc._handler(kube))
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        kube.host = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            kubeconfig = tmp_path / "kubeconfig"
+            kubeconfig.write_text(json.dumps({
+                "apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": kube.host}}],
+                "users": [{"name": "fake", "user": {"token": "t"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": NS}}],
+                "current-context": "fake",
+            }))
+            url = s3_bucket.url("kuberay")
+            proc = mlbuild_process(ws, "//pkg:total", *kube_args("--remote-cache", url, "--kube-secret", SECRET, "--json"),
+                                   check=False, env={"KUBECONFIG": str(kubeconfig), **s3_bucket.env, **_UNSET})
+        finally:
+            server.shutdown()
+            server.server_close()
+        assert not kube.errors, kube.errors
+        assert proc.returncode == 0, proc.stderr
+        result = summary(proc)
+        assert result["actions"]["executed"] == 2
+        assert result["executor"]["name"] == "kuberay" and result["executor"]["data"] == "remote", result
+        assert kube.clusters == {} and kube.posts() == 1 and kube.deletes() == 1  # deleted at the end
+
+        # The manifest: valid, with the remote and the Secret by name, and no credential.
+        (manifest,) = kube.created
+        assert kube.rejected == []
+        assert s3_bucket.secret not in json.dumps(manifest)
+        assert kube.pod_env["MLBUILD_REMOTE_CACHE"] == url
+        assert kube.pod_env["AWS_SECRET_ACCESS_KEY"] == s3_bucket.secret  # from the Secret, by reference
+
+        # The steps ran on the pod's node, which could not read the client's cache or workspace.
+        assert cluster.sees_nothing("pod")
+        pod_ids = cluster.node_ids("pod")
+        from mlbuild.cache.store import LocalStore
+
+        store = LocalStore(tmp_cache_dir)
+        try:
+            hosts = {r.label: r.host for r in store.index.iter_actions()}
+        finally:
+            store.close()
+        assert set(hosts) == {"//pkg:numbers", "//pkg:total"}
+        assert all(h.rsplit("/", 1)[-1] in pod_ids for h in hosts.values()), (hosts, pod_ids)
+    finally:
+        cluster.stop()
+
+    # Outputs equal to a local build's, from nothing.
+    local = write_workspace(tmp_path / "local", {p.relative_to(ws).as_posix(): p.read_text()
+                                                 for p in [ws / "mlbuild.toml", *ws.rglob("*.py")]})
+    again = mlbuild_inline(local, "//pkg:total", "--no-cache", "--json", check=False,
+                           env={"MLBUILD_CACHE_DIR": str(tmp_path / "local-cache")})
+    assert again.returncode == 0, again.stderr
+    assert summary(again)["outputs"] == result["outputs"]
+    assert (local / "mlbuild-out" / "pkg" / "total.value.msgpack").read_bytes() == \
+        (ws / "mlbuild-out" / "pkg" / "total.value.msgpack").read_bytes()

@@ -326,6 +326,12 @@ class _BuildState:
                          and getattr(self.b.executor, "outputs_remote", False))
         for dep in [] if remote_inputs else target.deps():
             if not self.b.ensure_local(self.results[dep].outputs):
+                if self.results[dep].key in self.unfetchable:
+                    # Run again in this build and its bytes are still not here: running it
+                    # once more would loop.
+                    error = f"the outputs of {dep} are not in the local cache, even after running it again"
+                    self.fail(label, spec.key, ActionOutcome(key=spec.key, error=error, error_kind="infra"), 0.0)
+                    return
                 self.reexecute(dep, label)
                 return
         if not self.b.options.execute:

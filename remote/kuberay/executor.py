@@ -144,6 +144,12 @@ class KubeRayExecutor:
         inner.add_done_callback(done)
         return result
 
+    @property
+    def outputs_remote(self) -> bool:
+        """The outputs stay in the remote CAS in remote-data mode (see ``RayExecutor``): the build
+        neither needs the inputs here nor uploads the outputs' blobs."""
+        return self.ray_options.ray_data == "remote"
+
     def stats(self) -> dict[str, Any]:
         """What the build's steps moved (see ``RayExecutor.stats``), under this executor's name."""
         if self._ray is None:

@@ -121,9 +121,10 @@ class Cluster:
         """The worker node's own cache (``MLBUILD_WORKER_CACHE``), seen from here."""
         return self.dir / f"{name}-cache"
 
-    def add_worker(self, name: str) -> subprocess.Popen[bytes]:
+    def add_worker(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """A worker node in a mount namespace of its own, with an empty tmpfs over ``hidden``,
-        and a custom resource ``name`` (so ``nodes()`` tells which node is which)."""
+        and a custom resource ``name`` (so ``nodes()`` tells which node is which); ``env``: more
+        variables for it (what a KubeRay pod gets from its manifest)."""
         log = self.dir / f"{name}.log"
         start = (f"mount -t tmpfs none {self.hidden} && exec {ray_exe()} start --block --address={self.address} "
                  f"--num-cpus=2 --disable-usage-stats --node-ip-address=127.0.0.1 "
@@ -133,7 +134,7 @@ class Cluster:
             proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", start],
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True,
-                                    env={**self.env, "MLBUILD_WORKER_CACHE": str(self.worker_cache(name))})
+                                    env={**self.env, **(env or {}), "MLBUILD_WORKER_CACHE": str(self.worker_cache(name))})
         self.workers[name] = proc
         wait(f"ray worker {name}", lambda: "Ray runtime started" in log.read_text(errors="replace"), 120, log)
         return proc
