@@ -14,7 +14,7 @@ so that CI never goes green by skipping.
 | ``s3_server`` | session | ``S3Server``: a moto server on loopback with one bucket |
 | ``s3_bucket`` | test | the same ``S3Server`` but with a fresh, empty bucket of its own |
 | ``ray_local`` | session | ``RayCluster(address, temp_dir, client_port)``: a local Ray head (2 CPUs); ``.client_address`` is its ``ray://`` URL |
-| ``ray_nodes`` | session | ``support.ray_nodes.Cluster``: a head with no CPUs and one worker node, ``node_a``, that cannot see the tests' temporary folders (remote-data mode) |
+| ``ray_nodes`` | session | ``support.ray_nodes.Cluster``: a head with no CPUs and one worker node, ``node_a``, that cannot see the tests' temporary folders (remote-data mode); its ``MLBUILD_IMAGE_WORKSPACE`` is ``hidden / "image-workspace"``, which exists in its namespace only |
 | ``chromium_path`` | session | ``"/usr/bin/chromium"`` |
 | ``chromium_launch_kwargs`` | session | kwargs for playwright's ``chromium.launch`` |
 | ``browser`` | session | a playwright sync ``Browser`` on Debian's chromium |
@@ -513,9 +513,12 @@ def ray_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from support.ray_nodes import Cluster, check_can_hide
 
     check_can_hide()
-    cluster = Cluster(tmp_path_factory.getbasetemp())
+    hidden = tmp_path_factory.getbasetemp()
+    cluster = Cluster(hidden)
     try:
-        cluster.add_worker("node_a")
+        # As if it ran from an image whose Dockerfile copied the workspace there: a folder under
+        # the tmpfs, so it exists in the worker's namespace only (tests/test_ray_remote_code.py).
+        cluster.add_worker("node_a", {"MLBUILD_IMAGE_WORKSPACE": str(hidden / "image-workspace")})
         yield cluster
     finally:
         cluster.stop()

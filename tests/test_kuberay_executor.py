@@ -512,7 +512,8 @@ def test_remote_data_build_runs_on_a_real_head_whose_pods_share_only_the_bucket(
         assert kube.pod_env["AWS_SECRET_ACCESS_KEY"] == s3_bucket.secret  # from the Secret, by reference
 
         # The steps ran on the pod's node, which could not read the client's cache or workspace.
-        assert cluster.sees_nothing("pod")
+        assert not cluster.sees("pod", ws) and not cluster.sees("pod", tmp_cache_dir)
+        assert cluster.sees("pod", cluster.dir)
         pod_ids = cluster.node_ids("pod")
         from mlbuild.cache.store import LocalStore
 

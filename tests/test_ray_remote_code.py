@@ -12,20 +12,18 @@ namespace (it exists nowhere else), so what it runs can only come from there.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from test_ray_remote_data import Cluster
 
 from mlbuild.cache.digest import digest_file
 
 from support.cli import Run, mlbuild_process
+from support.ray_nodes import Cluster
 from support.workspace import write_workspace as write
 
 FILES = {
@@ -90,23 +88,14 @@ class ImageCluster(NamedTuple):
         subprocess.run(["nsenter", "-t", str(self.worker_pid), "-m", "sh", "-c", script], check=True, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def image_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageCluster]:
-    """A head with no CPUs and one worker node (``node_img``) where every test's folder is an
-    empty tmpfs and ``MLBUILD_IMAGE_WORKSPACE`` names a folder that exists only there: what an
-    image's Dockerfile would have copied the workspace to."""
-    if shutil.which("unshare") is None or shutil.which("nsenter") is None or os.geteuid() != 0:
-        pytest.fail("these tests need root, unshare(1) and nsenter(1) (util-linux) for a worker node's own mount namespace")
-    hidden = tmp_path_factory.getbasetemp()
-    image_ws = hidden / "image-workspace"  # under the tmpfs: in the worker's namespace only
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "MLBUILD_")) and k not in ("RAY_ADDRESS",)}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", MLBUILD_IMAGE_WORKSPACE=str(image_ws))
-    cluster = Cluster(hidden, env)
-    try:
-        yield ImageCluster(cluster, image_ws, cluster.add_worker("node_img").pid)
-    finally:
-        cluster.stop()
+@pytest.fixture
+def image_cluster(ray_nodes: Cluster) -> ImageCluster:
+    """The session's cluster (``ray_nodes``): a head with no CPUs and one worker node where
+    every test's folder is an empty tmpfs and ``MLBUILD_IMAGE_WORKSPACE`` names a folder that
+    exists only there: what an image's Dockerfile would have copied the workspace to."""
+    if shutil.which("nsenter") is None:
+        pytest.fail("these tests need nsenter(1) (util-linux) to enter the worker node's mount namespace")
+    return ImageCluster(ray_nodes, ray_nodes.hidden / "image-workspace", ray_nodes.named["node_a"].pid)
 
 
 def build(ws: Path, s3: Any, cluster: Cluster, *args: str) -> Run:

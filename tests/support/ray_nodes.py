@@ -2,7 +2,7 @@
 
 A head that runs nothing (``--num-cpus=0``) and worker nodes started in mount namespaces of
 their own (``unshare -m``), each with an empty tmpfs over ``hidden``: the folder holding the
-client's workspaces and caches. ``nsenter -t PID -m ls HIDDEN`` shows it empty there. The nodes
+client's workspaces and caches. ``sees(name, path)`` asks a worker's namespace about a path. The nodes
 get no AWS credentials: what they read from the remote they read with what the build sends.
 
 ``conftest.py``'s session fixture ``ray_nodes`` keeps one such cluster (one worker node,
@@ -96,7 +96,8 @@ class Cluster:
         self.port = free_port()
         self.client_port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.workers: list[subprocess.Popen[bytes]] = []  # in the order they were added
+        self.named: dict[str, subprocess.Popen[bytes]] = {}
         log = self.dir / "head.log"
         with log.open("wb") as out:
             self.head = subprocess.Popen(
@@ -135,15 +136,16 @@ class Cluster:
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True,
                                     env={**self.env, **(env or {}), "MLBUILD_WORKER_CACHE": str(self.worker_cache(name))})
-        self.workers[name] = proc
+        self.workers.append(proc)
+        self.named[name] = proc
         wait(f"ray worker {name}", lambda: "Ray runtime started" in log.read_text(errors="replace"), 120, log)
         return proc
 
-    def sees_nothing(self, name: str) -> bool:
-        """True when, in worker ``name``'s namespace, ``hidden`` is an empty folder."""
-        seen = subprocess.run(["nsenter", "-t", str(self.workers[name].pid), "-m", "ls", "-A", str(self.hidden)],
-                              capture_output=True, text=True, check=True)
-        return seen.stdout.strip() == ""
+    def sees(self, name: str, path: Path) -> bool:
+        """Whether ``path`` exists in worker ``name``'s mount namespace."""
+        seen = subprocess.run(["nsenter", "-t", str(self.named[name].pid), "-m", "test", "-e", str(path)],
+                              capture_output=True, timeout=60)
+        return seen.returncode == 0
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL a worker node and everything in its namespace: the node is gone."""
@@ -166,7 +168,7 @@ class Cluster:
         return {nid for nid, res in self.nodes().items() if name in res}
 
     def stop(self) -> None:
-        for proc in self.workers.values():
+        for proc in self.workers:
             self.kill(proc)
         self.head.terminate()
         try:
