@@ -215,6 +215,34 @@ def test_input_lost_locally_and_on_the_remote_reruns_its_producer(ws: Path, tmp_
     assert s3_bucket.client().head_object(Bucket=s3_bucket.bucket, Key=f"cache/cas/{ref.digest[:2]}/{ref.digest}")
 
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "resnet"
+
+
+@pytest.mark.slow  # trains the ResNet twice (on the cluster, then here): 18 s on a quiet machine, 2-5x under load
+def test_the_resnet_example_builds_on_the_cluster(tmp_path: Path, tmp_cache_dir: Path, s3_bucket: Any,
+                                                  ray_nodes: Cluster) -> None:
+    """The example end to end in remote-data mode: every step on the worker node, which sees
+    neither the example's folder nor the client's cache; outputs identical to a local build's."""
+    ws = shutil.copytree(EXAMPLE, tmp_path / "resnet", ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__"))
+    assert not ray_nodes.sees("node_a", ws)
+    proc = build(ws, s3_bucket, ray_nodes, "//...", "--ray-data", "remote")
+    assert proc.returncode == 0, proc.stderr
+    on_cluster = summary(proc)
+    assert on_cluster["actions"]["executed"] == on_cluster["actions"]["total"] == 5, proc.stdout
+    hosts = hosts_of(tmp_cache_dir)
+    worker_ids = ray_nodes.node_ids("node_a")
+    assert len(hosts) == 5 and all(h.rsplit("/", 1)[-1] in worker_ids for h in hosts.values()), (hosts, worker_ids)
+    moved = on_cluster["executor"]
+    assert moved["worker_bytes_down"] > 0 and moved["client_bytes_up"] > 0, moved
+
+    local = shutil.copytree(EXAMPLE, tmp_path / "local", ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__"))
+    here = mlbuild_process(local, "//...", "--no-cache", "--json", check=False,
+                           env={"MLBUILD_CACHE_DIR": str(tmp_path / "local-cache")})
+    assert here.returncode == 0, here.stderr
+    assert summary(here)["outputs"] == on_cluster["outputs"]  # every target's digests
+    assert outputs_of(ws) == outputs_of(local)
+
+
 def test_node_lost_mid_step_is_retried_on_another_node(ws: Path, s3_bucket: Any, signals: Path,
                                                        cluster: Cluster) -> None:
     cluster.add_worker("node_a")

@@ -104,6 +104,20 @@ def test_large_blob_streams_through_s3(tmp_path: Path, s3_bucket: Any) -> None:
     assert (tmp_path / "back").read_bytes() == src.read_bytes()
 
 
+def test_empty_and_small_blobs_read_back_from_s3(tmp_path: Path, s3_bucket: Any) -> None:
+    """S3 answers a ranged read of an empty object with 416: an empty blob (an empty
+    ``__init__.py`` in a step's input root) still reads back as no bytes."""
+    cache = FsspecRemoteCache(s3_bucket.url("small"), storage_options=s3_bucket.storage_options)
+    for data in (b"", b"x" * 100):
+        src = tmp_path / "blob"
+        src.write_bytes(data)
+        cache.push_blob(digest_bytes(data), str(src))
+        assert cache.read_blob(digest_bytes(data), 4096) == data
+    assert cache.read_blob(digest_bytes(b"x" * 100), 50) is None  # larger than asked for
+    with pytest.raises(FileNotFoundError):
+        cache.read_blob(digest_bytes(b"never pushed"), 4096)
+
+
 # -------------------------------------------------------------------- a server killed mid-build
 
 
