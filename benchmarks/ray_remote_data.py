@@ -1,7 +1,7 @@
 """``--executor ray`` on a two-node cluster: remote data (nothing shared but an S3 bucket) vs the
 shared-path mode, and the bytes each step moves.
 
-    python benchmarks/ray_remote_data.py [--steps 1000] [--pipeline-steps 20]
+    python benchmarks/ray_remote_data.py [--steps 1000] [--pipeline-steps 20] [--no-example]
 
 It starts, and stops at the end, a Ray head with no CPUs (``--num-cpus=0``: no step runs there),
 a worker node with 2 CPUs, and moto's S3 server on loopback (all on ports and temp folders of its
@@ -9,12 +9,14 @@ own). Then, each with an empty local cache and an empty bucket prefix:
 
 - the synthetic fan-out of ``synth.py`` (``--steps`` steps: one root, the rest read it) with
   ``--ray-data remote`` and with ``--ray-data shared``;
-- a small pipeline (a chain of ``--pipeline-steps`` steps, each passing on an array of 64 KiB).
+- a small pipeline (a chain of ``--pipeline-steps`` steps, each passing on an array of 64 KiB);
+- the ResNet example (``examples/resnet``, ``//...``: five steps, torch; unless ``--no-example``).
 
 It prints the wall time of each build, steps per second, and for remote data the bytes moved per
-step: the bucket's size per step (the client's uploads and the workers' pushes) and the client's
-downloads (the build's remote stats). The worker node sees the client's files here (one machine); the tests
-(tests/test_ray_remote_data.py) are where it cannot.
+step, from the build's ``--json`` summary: what the client uploaded (input roots, inputs built
+here), what the workers downloaded (inputs, input roots) and pushed (outputs, logs), what the
+client downloaded (requested outputs), and the bucket's size. The worker node sees the client's
+files here (one machine); the tests (tests/test_ray_remote_data.py) are where it cannot.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "resnet"
 
 from synth import generate  # noqa: E402  (benchmarks/ is not a package)
 
@@ -103,9 +106,10 @@ def bucket_bytes(s3: Any, bucket: str, prefix: str) -> int:
     return total
 
 
-def build(ws: Path, target: str, mode: str, address: str, url: str, env: dict[str, str], cache: Path) -> dict[str, Any]:
+def build(ws: Path, target: str, mode: str, address: str, url: str, env: dict[str, str], cache: Path,
+          materialize: bool = False) -> dict[str, Any]:
     argv = [sys.executable, "-m", "mlbuild", target, "--executor", "ray", "--ray-address", address,
-            "--ray-data", mode, "--remote-cache", url, "--json", "--no-materialize"]
+            "--ray-data", mode, "--remote-cache", url, "--json", *([] if materialize else ["--no-materialize"])]
     started = time.perf_counter()
     proc = subprocess.run(argv, cwd=ws, env={**env, "MLBUILD_CACHE_DIR": str(cache)}, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -115,10 +119,17 @@ def build(ws: Path, target: str, mode: str, address: str, url: str, env: dict[st
     return {"seconds": seconds, "summary": summary}
 
 
+def _b(n: float) -> str:
+    if n < 100:
+        return f"{n:.1f} B"
+    return f"{n:.0f} B" if n < 10_000 else f"{n / 1024:.1f} KiB" if n < 10 * 2**20 else f"{n / 2**20:.1f} MiB"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--pipeline-steps", type=int, default=20)
+    ap.add_argument("--no-example", action="store_true", help="leave out the ResNet example")
     args = ap.parse_args()
     import boto3
 
@@ -150,25 +161,38 @@ def main() -> None:
                             f"--dashboard-agent-listen-port={free_port()}"], tmp / "worker.log", worker_env))
         wait_for(tmp / "worker.log", "Ray runtime started")
 
-        cases = [("fan-out", args.steps, "//...", lambda root: generate(root, args.steps, "fanout")),
-                 ("pipeline", args.pipeline_steps, f"//pipe:s{args.pipeline_steps - 1}",
-                  lambda root: pipeline(root, args.pipeline_steps))]
+        cases: list[tuple[str, int, str, Any]] = [
+            ("fan-out", args.steps, "//...", lambda root: generate(root, args.steps, "fanout")),
+            ("pipeline", args.pipeline_steps, f"//pipe:s{args.pipeline_steps - 1}",
+             lambda root: pipeline(root, args.pipeline_steps))]
+        if not args.no_example:
+            cases.append(("resnet", 5, "//...", lambda root: shutil.copytree(
+                EXAMPLE, root, ignore=shutil.ignore_patterns("mlbuild-out", "__pycache__"))))
         for name, steps, target, make in cases:
             for mode in ("shared", "remote"):
                 ws = tmp / f"{name}-{mode}"
                 make(ws)
                 prefix = f"{name}-{mode}"
-                out = build(ws, target, mode, address, f"s3://bench/{prefix}", env, tmp / f"cache-{name}-{mode}")
+                # The example's outputs come back (the model, the evaluation): what a user asks for.
+                out = build(ws, target, mode, address, f"s3://bench/{prefix}", env, tmp / f"cache-{name}-{mode}",
+                            materialize=name == "resnet")
                 executed = out["summary"]["actions"]["executed"]
                 line = (f"{name:9s} {mode:6s}: {steps} steps, {executed} executed in {out['seconds']:.1f} s "
                         f"({executed / out['seconds']:.1f} steps/s)")
                 if mode == "remote":
                     remote = out["summary"].get("remote") or {}
+                    moved = out["summary"].get("executor") or {}
                     stored = bucket_bytes(s3, "bench", prefix + "/")
-                    # the bucket holds what the client uploaded (inputs, input root) and what the
-                    # workers pushed (outputs, logs); the client downloads only what it needs
-                    line += (f"; per step: bucket {stored / executed:.0f} B, "
-                             f"client down {remote.get('bytes_down', 0) / executed:.0f} B")
+                    # The client uploads input roots (and inputs built here), the workers fetch
+                    # inputs and input roots and push outputs and logs; the client downloads
+                    # only what it needs; the bucket holds what both wrote.
+                    line += (f"; per step: client up {_b(moved.get('client_bytes_up', 0) / executed)}, "
+                             f"workers down {_b(moved.get('worker_bytes_down', 0) / executed)}, "
+                             f"workers up {_b(moved.get('worker_bytes_up', 0) / executed)}, "
+                             f"client down {_b(remote.get('bytes_down', 0) / executed)}, "
+                             f"bucket {_b(stored / executed)}; in all: client up "
+                             f"{_b(moved.get('client_bytes_up', 0))} in {moved.get('client_blobs_up', 0)} blobs, "
+                             f"workers down {_b(moved.get('worker_bytes_down', 0))}")
                 print(line, flush=True)
     finally:
         for proc in reversed(procs):
