@@ -35,9 +35,10 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +402,24 @@ def _from_image(baked: dict[str, str], image: str | None, scratch: str) -> None:
             raise ImageMismatch(f"the image's copy of {rel} differs from the workspace's: rebuild the image ({image})")
 
 
+@contextlib.contextmanager
+def _off_path(folder: str | None) -> Iterator[None]:
+    """While an image step runs: the image's workspace off ``sys.path`` (an image whose
+    Dockerfile sets ``PYTHONPATH`` to it), so a module the step imports comes from the checked
+    copies or not at all (then the client resubmits with every file, each checked), never from
+    an unchecked copy in the image."""
+    if not folder:
+        yield
+        return
+    real = os.path.realpath(folder)
+    removed = [p for p in sys.path if os.path.realpath(p or os.curdir) == real]
+    sys.path[:] = [p for p in sys.path if p not in removed]
+    try:
+        yield
+    finally:
+        sys.path.extend(p for p in removed if p not in sys.path)
+
+
 def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
     """The body of a remote-data Ray task: fetch, materialize, run, push; a ``TaskResult`` as msgpack."""
     from mlbuild.engine.run.runner import run_encoded_with
@@ -433,7 +452,8 @@ def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
                                          f"{type(exc).__name__}: {exc}")
             return _enc.encode(TaskResult(failed, bytes_down=fetch.bytes_down))
         local = msgspec.structs.replace(spec, workspace=scratch)
-        outcome = msgspec.msgpack.decode(run_encoded_with(_enc.encode(local), cas), type=ActionOutcome)
+        with _off_path(os.environ.get(ENV_IMAGE_WORKSPACE) if root.baked else None):
+            outcome = msgspec.msgpack.decode(run_encoded_with(_enc.encode(local), cas), type=ActionOutcome)
         outcome.host = node_name()
         if outcome.error:
             # Paths as the client knows them: workspace-relative (and the client reads them).

@@ -11,9 +11,11 @@ namespace (it exists nowhere else), so what it runs can only come from there.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,6 +57,8 @@ FILES = {
         target(name="plugin", rule="steps.py:plugin", inputs={"xs": ":numbers"}, config={"name": "fast", "tag": TAG})
     '''),
     "img/train.py": textwrap.dedent('''
+        import importlib
+
         from mlbuild import rule
         from lib.impl import scale
 
@@ -62,11 +66,17 @@ FILES = {
         @rule
         def train(config: dict) -> list:
             return [scale(x) for x in range(config["n"])]
+
+
+        @rule
+        def plugged(config: dict) -> list:
+            return importlib.import_module("lib.plugins." + config["name"]).run([1, 2])
     '''),
     "img/BUILD.py": textwrap.dedent('''
         from mlbuild import target
 
         target(name="train", rule="train.py:train", config={"n": N}, image=IMAGE)
+        target(name="plugged", rule="train.py:plugged", config={"name": "fast"}, image=IMAGE)
     '''),
 }
 
@@ -179,14 +189,17 @@ def test_an_image_step_runs_the_image_copy_and_ships_no_source(
     image_cluster.in_worker(f"rm -rf {image_ws} && mkdir -p {image_ws} && cp -a {staged}/. {image_ws}/")
     assert not image_ws.exists()  # not in the client's namespace
 
-    proc = build(ws, s3_bucket, cluster, "//img:train")
+    # //img:plugged imports a plugin no static digest sees: resubmitted with every file by
+    # digest, each checked against the image's copy, and still no source bytes uploaded.
+    proc = build(ws, s3_bucket, cluster, "//img:train", "//img:plugged")
     assert proc.returncode == 0, proc.stderr
-    assert summary(proc)["actions"]["executed"] == 1
-    for rel in ("img/train.py", "lib/impl.py", "lib/__init__.py"):
+    assert summary(proc)["actions"]["executed"] == 2
+    assert "//img:plugged: its run lacked lib/plugins" in proc.stderr, proc.stderr
+    for rel in ("img/train.py", "lib/impl.py", "lib/__init__.py", "lib/plugins/fast.py"):
         assert not on_remote(s3_bucket, ws, rel), f"{rel} was uploaded for an image step"
-    assert outputs(ws) == local_outputs(tmp_path / "local", "//img:train", image=test_image.name)
+    assert outputs(ws) == local_outputs(tmp_path / "local", "//img:train", "//img:plugged", image=test_image.name)
     entries = remote_entries(s3_bucket)
-    assert len(entries) == 1
+    assert len(entries) == 2
 
     # A stale image: its copy of lib/impl.py is not the workspace's. The step never runs.
     image_cluster.in_worker(f"printf 'def scale(x):\\n    return x * 4\\n' > {image_ws}/lib/impl.py")
@@ -210,6 +223,27 @@ def test_an_image_step_on_a_worker_not_from_an_image_fails_clearly(tmp_path: Pat
     monkeypatch.setenv(ray_remote_data.ENV_IMAGE_WORKSPACE, str(image))
     with pytest.raises(ray_remote_data.ImageMismatch, match="has no lib/x.py"):
         ray_remote_data._from_image({"lib/x.py": "0" * 32}, "sha256:abc", str(tmp_path / "scratch"))
+
+
+def test_an_image_step_cannot_import_from_the_image_workspace_unchecked(tmp_path: Path) -> None:
+    """An image whose Dockerfile puts its workspace on PYTHONPATH: while an image step runs, that
+    folder is off sys.path, so only the checked copies in the scratch folder can be imported."""
+    from mlbuild.remote.ray_remote_data import _off_path
+
+    image = tmp_path / "image"
+    image.mkdir()
+    (image / "unchecked_probe.py").write_text("VALUE = 1\n")
+    sys.path.append(str(image))
+    try:
+        with _off_path(str(image)):
+            assert str(image) not in sys.path
+            with pytest.raises(ModuleNotFoundError):
+                importlib.import_module("unchecked_probe")
+        assert str(image) in sys.path
+        assert importlib.import_module("unchecked_probe").VALUE == 1
+    finally:
+        sys.path.remove(str(image))
+        sys.modules.pop("unchecked_probe", None)
 
 
 def test_missing_paths_read_from_a_run_error() -> None:
