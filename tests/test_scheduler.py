@@ -103,3 +103,25 @@ def test_wait_for_needs_a_finished_upstream() -> None:
 def test_a_cycle_is_refused() -> None:
     with pytest.raises(graphlib.CycleError):
         Scheduler({"a": ["b"], "b": ["a"]})
+
+
+@given(dags())
+def test_the_same_batches_as_graphlib(graph: dict[int, list[int]]) -> None:
+    """Nodes come out in graphlib.TopologicalSorter's order: batch by batch, each done in turn."""
+    sched = Scheduler(graph)
+    sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter(graph)
+    sorter.prepare()
+    while sorter.is_active():
+        expected = list(sorter.get_ready())
+        assert sched.take() == expected
+        for node in expected:
+            sorter.done(node)
+            sched.done(node)
+    assert not sched.has_ready()
+
+
+def test_an_undeclared_dependency_is_a_node_without_dependencies() -> None:
+    sched = Scheduler({"b": ["a"]})
+    assert sched.take() == ["a"]
+    sched.done("a")
+    assert sched.take() == ["b"]

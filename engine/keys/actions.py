@@ -191,8 +191,10 @@ class ActionFactory:
         return spec, info, env
 
     def action_spec(
-        self, target: Target, key_spec: KeySpec, info: RuleInfo, env: EnvManifest, results: dict[Any, ActionResult]
+        self, target: Target, key_spec: KeySpec, info: RuleInfo, env: EnvManifest, results: dict[Any, ActionResult],
+        key: str | None = None,
     ) -> ActionSpec:
+        """The action to run; ``key`` is ``action_key(key_spec)`` when the caller has it already."""
         inputs = []
         for name, ref in target.inputs.items():
             if isinstance(ref, FileInput):
@@ -200,7 +202,7 @@ class ActionFactory:
             else:
                 inputs.append(InputSpec(name=name, refs=results[ref].outputs))
         return ActionSpec(
-            key=action_key(key_spec),
+            key=key or action_key(key_spec),
             label=str(target.label),
             rule_file=target.rule_file,
             rule_func=target.rule_func,

@@ -35,6 +35,7 @@ from mlbuild.engine.run.backends import (
     make_executor,
 )
 from mlbuild.engine.run.build import Builder, BuildOptions, BuildResult, summary_line
+from mlbuild.engine.run.collector import fewer_collections
 from mlbuild.engine.run.context import Context
 from mlbuild.engine.run.progress import Reporter, make_reporter
 from mlbuild.engine.run.settings import BuildSettings, Config, option_settings, resolve_config
@@ -153,7 +154,7 @@ def build(settings: BuildSettings) -> BuildResult:
 
     With ``settings.run_steps=False`` nothing runs and no build is recorded: every result
     comes from the local or remote cache, or the target fails as "not built"."""
-    with open_build(settings) as session:
+    with fewer_collections(), open_build(settings) as session:
         return session.run()
 
 

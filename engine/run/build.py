@@ -7,10 +7,7 @@ is imported, no artifact is read or decoded.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -24,11 +21,13 @@ from mlbuild.cache.records import ACTION_SCHEMA, ActionResult, ArtifactRef, Buil
 from mlbuild.cache.store import LocalStore
 from mlbuild.engine.errors import BuildFailed, UserError
 from mlbuild.engine.interfaces import ActionOutcome, Executor
+from mlbuild.engine.keys.action_key import action_key
 from mlbuild.engine.keys.actions import ActionFactory
 from mlbuild.engine.plan.labels import Label
 from mlbuild.engine.plan.planner import Plan
 from mlbuild.engine.plan.workspace import OUTPUT_DIR, Workspace
 from mlbuild.engine.run import build_record
+from mlbuild.engine.run.collector import fewer_collections
 from mlbuild.engine.run.materialize import Materializer
 from mlbuild.engine.run.progress import Reporter
 from mlbuild.engine.run.scheduler import Scheduler
@@ -144,7 +143,7 @@ class Builder:
         state = _BuildState(self, plan, record)
         executor_stats: dict[str, Any] | None = None
         try:
-            with _gc_frozen():
+            with fewer_collections():
                 state.loop()
             record.status = "failed" if state.failures else "succeeded"
             build_record.close_unfinished(record, [], state.stopped_because())
@@ -187,23 +186,6 @@ class Builder:
         return self.materializer.is_current(label, result)
 
 
-@contextlib.contextmanager
-def _gc_frozen() -> Iterator[None]:
-    """The workspace and plan already loaded are left out of the cyclic collector while the
-    loop runs, and young objects are collected less often: a no-op of 10,000 steps decodes
-    tens of thousands of small containers, and the default thresholds made the collector walk
-    the plan again and again (a third of the no-op's time). Everything goes back to the
-    collector, at the usual thresholds, when the loop ends: a long-lived process leaks nothing."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
-
-
 class _BuildState:
     """The event loop of one build."""
 
@@ -219,6 +201,7 @@ class _BuildState:
         self.hits: list[str] = []
         self.running: dict[Future[ActionOutcome], tuple[Label, Any, float]] = {}
         self.submitting: tuple[Label, Any] | None = None  # being handed to the executor
+        self.keys: dict[Label, tuple[str, Any, Any, Any]] = {}  # key, key spec, rule info, environment
         self.specs: dict[Label, Any] = {}
         self.unfetchable: set[str] = set()  # keys whose cached bytes were found gone: run them
         # Filled by the futures' done-callbacks: waiting costs O(1) per action, where
@@ -271,12 +254,22 @@ class _BuildState:
         fields = self.b.options.overrides.get(str(label))
         return apply_overrides(target.config, fields, str(label)) if fields else target.config
 
+    def _key(self, label: Label) -> str:
+        """The action key of a target whose inputs are all resolved (computed once). A hit
+        needs no more than this; the ActionSpec is made only for a step that runs."""
+        known = self.keys.get(label)
+        if known is None:
+            target = self.plan.targets[label]
+            key_spec, info, env = self.b.factory.key_spec(target, self.results, self._config(label))
+            known = self.keys[label] = (action_key(key_spec), key_spec, info, env)
+        return known[0]
+
     def _spec(self, label: Label) -> Any:
         """The action of a target whose inputs are all resolved (computed once)."""
         if label not in self.specs:
-            target = self.plan.targets[label]
-            key_spec, info, env = self.b.factory.key_spec(target, self.results, self._config(label))
-            spec = self.b.factory.action_spec(target, key_spec, info, env, self.results)
+            key = self._key(label)
+            _, key_spec, info, env = self.keys[label]
+            spec = self.b.factory.action_spec(self.plan.targets[label], key_spec, info, env, self.results, key=key)
             cap = self.b.options.timeout
             if cap and (spec.options.timeout is None or cap < spec.options.timeout):
                 # --timeout caps every step (the key is unchanged: a limit changes no output)
@@ -289,7 +282,7 @@ class _BuildState:
         the local cache lacks: lookups overlap instead of costing a round trip each."""
         if self.b.remote is None or self.b.options.no_cache:
             return
-        keys = [self._spec(label).key for label in fresh]
+        keys = [self._key(label) for label in fresh]
         local = self.b.store.index.get_actions(keys)
         self.b.remote.prefetch([k for k in keys if k not in local])
 
@@ -300,26 +293,27 @@ class _BuildState:
             # An upstream being resolved again for another target: wait for it too.
             self.reexecute(gone, label)
             return
-        spec = self._spec(label)
+        key = self._key(label)
         if not self.b.options.no_cache:
-            hit = self._verified(label, self.b.store.index.get_action(spec.key))
+            hit = self._verified(label, self.b.store.index.get_action(key))
             if hit is not None and self._lost_request(label, hit):
                 # A corrupt blob is a miss: a requested target whose bytes are gone runs again.
                 self.b.store.index.delete_action(hit.key)
                 self.b.reporter.write(f"{label}: cached outputs are missing or corrupt; rebuilding it")
                 hit = None
             status = "cached"
-            if hit is None and self.b.remote is not None and spec.key not in self.unfetchable:
-                hit = self._verified(label, self.b.remote.lookup(spec.key))
+            if hit is None and self.b.remote is not None and key not in self.unfetchable:
+                hit = self._verified(label, self.b.remote.lookup(key))
                 if hit is not None and self._unfetchable(label, hit):
                     hit = None  # its outputs can't be had intact from the remote: run it here
                 if hit is not None:
                     status = "remote"
                     self.b.store.index.put_action(hit)
             if hit is not None:
-                self.hits.append(spec.key)
+                self.hits.append(key)
                 self.complete(label, hit, status, 0.0)
                 return
+        spec = self._spec(label)
         # It must run here: its inputs' bytes must be here and intact (unless the executor's
         # workers fetch them from the remote cache themselves: remote/ray_remote_data.py).
         remote_inputs = (self.b.remote is not None and self.b.options.execute
@@ -379,7 +373,9 @@ class _BuildState:
     def reexecute(self, dep: Label, waiting: Label) -> None:
         """A cached upstream's blobs are gone or corrupt: forget that entry and resolve it again
         (from the remote, or by running it); ``waiting`` is resolved again once it is done."""
-        self.specs.pop(waiting, None)  # its key depends on what the upstream gives this time
+        # Its key depends on what the upstream gives this time.
+        self.keys.pop(waiting, None)
+        self.specs.pop(waiting, None)
         if not self.sched.wait_for(waiting, dep):
             return  # already being resolved again for another target
         old = self.results.pop(dep)
@@ -470,9 +466,10 @@ class _BuildState:
     def complete(self, label: Label, result: ActionResult, status: Any, seconds: float) -> None:
         build_record.add_edges(self.record, result.key, build_record.producer_keys(self.plan, label, self.results))
         self.results[label] = result
+        name = str(label)
         self.record.actions.append(
             BuildAction(
-                label=str(label),
+                label=name,
                 key=result.key,
                 status=status,
                 seconds=seconds,
@@ -480,7 +477,7 @@ class _BuildState:
                 cause=self.causes.get(label),
             )
         )
-        self.b.reporter.action_finished(str(label), status, seconds)
+        self.b.reporter.action_finished(name, status, seconds)
         self.sched.done(label)
 
     def fail(self, label: Label, key: str, outcome: ActionOutcome, seconds: float) -> None:
