@@ -190,6 +190,19 @@ def runner_per_action(tmp: Path, name: str, env: dict[str, str], n: int = 300, n
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def calibration() -> float:
+    """Seconds for a fixed pure-Python loop, best of three: a virtual machine's speed can swing
+    by a third over minutes, so absolute figures from two runs compare only through this."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        total = 0
+        for i in range(3_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", type=Path, required=True, help="a checkout to compare with (e.g. a worktree of 34c0cad)")
@@ -222,6 +235,7 @@ def main() -> None:
         for n in args.sizes:
             for name in checkouts:
                 print(f"chain N={n:6d}      [{name:4s}]: {synthetic(tmp, name, envs[name], n)}", flush=True)
+            print(f"machine speed now: {calibration():.3f} s for a fixed pure-Python loop (compare runs by it)", flush=True)
 
 
 if __name__ == "__main__":
