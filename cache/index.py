@@ -28,6 +28,8 @@ _dec_action = msgspec.msgpack.Decoder(ActionResult)
 _dec_build = msgspec.msgpack.Decoder(BuildRecord)
 _dec_head = msgspec.msgpack.Decoder(BuildHead)
 _TS = struct.Struct("<d")
+# How fresh an entry's last-use time must be to be left as it is (see Index.touch).
+ATIME_RESOLUTION = 600.0
 
 def _action(raw: bytes) -> ActionResult | None:
     """An entry that no longer decodes (damaged, or from an incompatible mlbuild) is a miss."""
@@ -189,11 +191,20 @@ class Index:
             txn.delete(key.encode(), db=self.db["actions"])
             txn.delete(key.encode(), db=self.db["atime"])
 
-    def touch(self, keys: Iterable[str]) -> None:
-        now = _TS.pack(time.time())
+    def touch(self, keys: Iterable[str], now: float | None = None) -> None:
+        """Record that these entries were used (``cache gc`` keeps the most recently used). An
+        entry used within the last ``ATIME_RESOLUTION`` seconds is not written again: a no-op of
+        10,000 steps rewrote 10,000 timestamps every time."""
+        when = time.time() if now is None else now
+        with self.env.begin(db=self.db["atime"]) as txn:
+            stale = [k for k in (key.encode() for key in keys)
+                     if (old := txn.get(k)) is None or when - _TS.unpack(old)[0] >= ATIME_RESOLUTION]
+        if not stale:
+            return
+        packed = _TS.pack(when)
         with self.env.begin(write=True, db=self.db["atime"]) as txn:
-            for key in keys:
-                txn.put(key.encode(), now)
+            for k in stale:
+                txn.put(k, packed)
 
     def last_used(self) -> dict[str, float]:
         with self.env.begin(db=self.db["atime"]) as txn:

@@ -16,7 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 from mlbuild.cache.cas import CAS, CorruptBlob, MissingBlob
 from mlbuild.cache.digest import digest_file
-from mlbuild.cache.index import Index
+from mlbuild.cache.index import ATIME_RESOLUTION, Index
 from mlbuild.cache.memo import Memo
 from mlbuild.cache.records import ActionResult, ArtifactRef, FileStat, KeySpec
 from mlbuild.cache.stat_cache import StatCache
@@ -146,6 +146,20 @@ def test_index_entries_and_reverse_indexes(tmp_path: Path) -> None:
     assert index.consumers_of("d" * 32) == ["k" * 32]
     index.delete_action("k" * 32)
     assert index.get_action("k" * 32) is None
+
+
+@given(first=st.floats(0, 1e9), later=st.floats(0, 2 * ATIME_RESOLUTION))
+@settings(max_examples=25, deadline=None)
+def test_a_use_is_recorded_once_per_resolution(tmp_path_factory: pytest.TempPathFactory, first: float, later: float) -> None:
+    """cache gc orders entries by last use; a hit within ATIME_RESOLUTION of the recorded use
+    leaves it, a later one moves it forward, and an entry never used gets one."""
+    index = Index(tmp_path_factory.mktemp("atime") / "index")
+    index.touch(["a"], now=first)
+    index.touch(["a", "b"], now=first + later)
+    used = index.last_used()
+    assert used["a"] == (first + later if later >= ATIME_RESOLUTION else first)
+    assert used["b"] == first + later
+    index.close()
 
 
 @settings(max_examples=5, deadline=None)
