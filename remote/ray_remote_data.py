@@ -342,6 +342,18 @@ class _Fetcher:
                 for entry in _dec_tree.decode(self.cas.get_bytes(ref.digest)):
                     self.blob(entry.digest)
 
+    def inputs(self, spec: ActionSpec) -> list[str]:
+        """Fetch every input artifact of ``spec``; the digests of those (a tree by its own
+        digest) whose bytes the remote no longer has."""
+        lost: list[str] = []
+        for inp in spec.inputs:
+            for ref in inp.refs:
+                try:
+                    self.refs([ref])
+                except FileNotFoundError:
+                    lost.append(ref.digest)
+        return lost
+
 
 def _push_outputs(remote: Any, cas: CAS, outcome: ActionOutcome) -> int:
     """Blobs first: a tree's entries before the tree, everything before the client's entry."""
@@ -439,8 +451,13 @@ def run_step_remote(spec_bytes: bytes, task_bytes: bytes) -> bytes:
                 target = Path(scratch) / _safe(rel)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(cas.path_str(digest), target)
-            for inp in spec.inputs:
-                fetch.refs(inp.refs)
+            lost = fetch.inputs(spec)
+            if lost:
+                # Gone since the client checked (a cache gc, a lifecycle rule): the build runs
+                # their producers again, then this step, as for bytes it finds gone itself.
+                failed = ActionOutcome(key=spec.key, host=node_name(), error_kind="input", lost_inputs=lost,
+                                       error=f"its input blob(s) {', '.join(lost)} are gone from the remote cache {task.url}")
+                return _enc.encode(TaskResult(failed, bytes_down=fetch.bytes_down))
             if root.baked:
                 _from_image(root.baked, spec.image, scratch)
         except ImageMismatch as exc:

@@ -255,3 +255,40 @@ def test_missing_paths_read_from_a_run_error() -> None:
         ["lib/plugins/fast", "lib/plugins/fast.py"]
     assert missing_paths("FileNotFoundError: [Errno 2] No such file or directory: 'data/x.csv'") == ["data/x.csv"]
     assert missing_paths("FileNotFoundError: [Errno 2] No such file or directory: '/etc/x'") == []
+
+
+def test_a_worker_reports_inputs_gone_from_the_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blob the client saw on the remote, gone when the worker fetches it: the outcome names
+    it in ``lost_inputs`` (the build re-runs its producer) instead of failing as infrastructure."""
+    import msgspec
+
+    from mlbuild.cache.digest import digest_bytes
+    from mlbuild.cache.records import ArtifactRef, KeySpec
+    from mlbuild.engine.interfaces import ActionSpec, InputSpec
+    from mlbuild.remote import ray_remote_data
+    from mlbuild.remote.fsspec_cache import FsspecRemoteCache
+    from mlbuild.rules.rule import RuleOptions
+
+    monkeypatch.setenv(ray_remote_data.ENV_WORKER_CACHE, str(tmp_path / "worker"))
+    remote = FsspecRemoteCache(str(tmp_path / "remote"))
+
+    def put(data: bytes) -> str:
+        digest = digest_bytes(data)
+        (tmp_path / digest).write_bytes(data)
+        remote.push_blob(digest, str(tmp_path / digest))
+        return digest
+
+    root = put(msgspec.msgpack.encode(ray_remote_data.InputRoot(files={})))
+    present, missing = put(b"\x01"), digest_bytes(b"\x02")
+    spec = ActionSpec(
+        key="k" * 32, label="//p:t", rule_file="r.py", rule_func="f",
+        inputs=[InputSpec("a", refs=[ArtifactRef("value", present, "msgpack", 1)]),
+                InputSpec("b", refs=[ArtifactRef("value", missing, "msgpack", 1)])],
+        config={}, options=RuleOptions(), key_spec=KeySpec(1, "r.py:f", "c" * 32, {}, {}, "e" * 32),
+        workspace="/nowhere",
+    )
+    task = ray_remote_data.RemoteTask(url=str(tmp_path / "remote"), timeout=10.0, input_root=root)
+    raw = ray_remote_data.run_step_remote(msgspec.msgpack.encode(spec), msgspec.msgpack.encode(task))
+    outcome = msgspec.msgpack.decode(raw, type=ray_remote_data.TaskResult).outcome
+    assert (outcome.error_kind, outcome.lost_inputs) == ("input", [missing]), outcome.error
+    assert missing in (outcome.error or "")
