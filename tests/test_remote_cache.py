@@ -10,20 +10,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 
-import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mlbuild.cache.digest import digest_bytes
-from mlbuild.cache.records import ActionResult, ArtifactRef, KeySpec
 from mlbuild.engine.interfaces import InvalidEntry
 from mlbuild.remote.fsspec_cache import FsspecRemoteCache
 from mlbuild.remote.signing import BadSignature, open_envelope, seal
 
+from support.remote_race import race_two_writers, result_for
 from support.remote_ws import build, mlbuild, remote_files, write_workspace
 
 
@@ -212,12 +210,6 @@ def test_garbage_entry_is_refused(tmp_path: Path) -> None:
         cache.get_action("k" * 32)
 
 
-def _result(key: str, host: str) -> ActionResult:
-    spec = KeySpec(schema=1, rule="r.py:f", code="c" * 32, inputs={}, config=None, env="e" * 32)
-    return ActionResult(key=key, label="//p:t", rule="r.py:f", key_spec=spec, host=host,
-                        outputs=[ArtifactRef("value", "d" * 32, "msgpack", 3)])
-
-
 @pytest.mark.parametrize("scheme", ["file", "memory"])
 def test_blob_and_entry_round_trip(tmp_path: Path, scheme: str) -> None:
     url = f"file://{tmp_path / 'remote'}" if scheme == "file" else f"memory://roundtrip-{tmp_path.name}"
@@ -231,13 +223,13 @@ def test_blob_and_entry_round_trip(tmp_path: Path, scheme: str) -> None:
     assert cache.fetch_blob(digest, str(tmp_path / "a")) == digest
     assert cache.fetch_blob(digest, str(tmp_path / "b"), size_hint=src.stat().st_size) == digest
     assert cache.get_action("0" * 32) is None
-    cache.put_action(_result("0" * 32, "here"))
-    assert cache.get_action("0" * 32) == _result("0" * 32, "here")
+    cache.put_action(result_for("0" * 32, "here"))
+    assert cache.get_action("0" * 32) == result_for("0" * 32, "here")
 
 
 def test_an_entry_stored_under_another_key_is_refused(tmp_path: Path) -> None:
     cache = FsspecRemoteCache(f"file://{tmp_path}")
-    cache.put_action(_result("1" * 32, "here"))
+    cache.put_action(result_for("1" * 32, "here"))
     Path(cache.action_path("1" * 32)).rename(cache.action_path("2" * 32))
     with pytest.raises(InvalidEntry, match="another action"):
         cache.get_action("2" * 32)
@@ -246,25 +238,5 @@ def test_an_entry_stored_under_another_key_is_refused(tmp_path: Path) -> None:
 def test_concurrent_writers_of_one_entry_leave_one_valid_entry(tmp_path: Path) -> None:
     url = f"file://{tmp_path / 'remote'}"
     key = "3" * 32
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def writer(host: str) -> None:
-        cache = FsspecRemoteCache(url, signing_key=b"team")
-        start.wait()
-        try:
-            for _ in range(200):
-                cache.put_action(_result(key, host))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(h,)) for h in ("ci-1", "ci-2")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors
-    got = FsspecRemoteCache(url, signing_key=b"team").get_action(key)
-    assert got is not None and got.host in ("ci-1", "ci-2")
-    assert msgspec.structs.replace(got, host="x") == _result(key, "x")
+    race_two_writers(lambda: FsspecRemoteCache(url, signing_key=b"team"), key, 200)
     assert list((tmp_path / "remote" / "tmp").iterdir()) == []  # no half-written leftovers

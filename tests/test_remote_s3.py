@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,13 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from mlbuild.cache.digest import digest_bytes
-from mlbuild.cache.records import ActionResult, ArtifactRef, KeySpec
 from mlbuild.remote.fsspec_cache import FsspecRemoteCache
 
+from support.remote_race import race_two_writers
 from support.remote_ws import build, write_workspace
 
 
@@ -61,36 +59,10 @@ def test_corrupt_blob_on_s3_rebuilds_the_step(two_workspaces: tuple[Path, Path],
     assert two["actions"]["executed"] == 1 and two["outputs"] == one["outputs"]
 
 
-def _result(key: str, host: str) -> ActionResult:
-    spec = KeySpec(schema=1, rule="r.py:f", code="c" * 32, inputs={}, config=None, env="e" * 32)
-    return ActionResult(key=key, label="//p:t", rule="r.py:f", key_spec=spec, host=host,
-                        outputs=[ArtifactRef("value", "d" * 32, "msgpack", 3)])
-
-
 def test_concurrent_writers_on_s3_leave_one_valid_entry(s3_bucket: Any) -> None:
     url = s3_bucket.url("race")
     key = "4" * 32
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def writer(host: str) -> None:
-        cache = FsspecRemoteCache(url, storage_options=s3_bucket.storage_options, signing_key=b"ci")
-        start.wait()
-        try:
-            for _ in range(30):
-                cache.put_action(_result(key, host))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=writer, args=(h,)) for h in ("ci-1", "ci-2")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors
-    got = FsspecRemoteCache(url, storage_options=s3_bucket.storage_options, signing_key=b"ci").get_action(key)
-    assert got is not None and got.host in ("ci-1", "ci-2")
-    assert msgspec.structs.replace(got, host="x") == _result(key, "x")
+    race_two_writers(lambda: FsspecRemoteCache(url, storage_options=s3_bucket.storage_options, signing_key=b"ci"), key, 30)
 
 
 def test_large_blob_streams_through_s3(tmp_path: Path, s3_bucket: Any) -> None:
