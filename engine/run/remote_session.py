@@ -288,13 +288,7 @@ class RemoteSession:
             return False
         if not self._transfer_all(self._upload, blobs, "an upload"):
             return False  # no entry without all of its blobs
-        try:
-            self._call(self.cache.put_action, result)
-        except (_Down, InvalidEntry):
-            return False
-        with self._lock:
-            self.stats.entries_up += 1
-        return True
+        return self._publish_entry(result)
 
     def _blobs_of(self, result: ActionResult) -> dict[str, int]:
         from mlbuild.cache.trees import read_tree
