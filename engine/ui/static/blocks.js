@@ -110,6 +110,19 @@ function histogram(hist) {
   );
 }
 
+// The axes of a line chart in a W x H box with margins L, B, T, R: the value range lo..hi on
+// the left, the indexes 0..last along the bottom (their labels ``below`` px above its edge).
+export function chartAxes({ W, H, L, B, T, R }, lo, hi, last, below) {
+  return [
+    s("line", { x1: L, y1: H - B + 0.5, x2: W - R, y2: H - B + 0.5, class: "axis" }),
+    s("line", { x1: L - 0.5, y1: T, x2: L - 0.5, y2: H - B, class: "axis" }),
+    s("text", { x: L - 4, y: T + 8, class: "tick", "text-anchor": "end" }, num(hi)),
+    s("text", { x: L - 4, y: H - B, class: "tick", "text-anchor": "end" }, num(lo)),
+    s("text", { x: L, y: H - below, class: "tick" }, "0"),
+    s("text", { x: W - R, y: H - below, class: "tick", "text-anchor": "end" }, String(last)),
+  ];
+}
+
 // A line chart of a series (per-epoch losses, a curve), drawn as SVG by the page itself.
 export function lineChart(values, name, total = values.length) {
   const W = 320, H = 110, L = 44, B = 18, T = 8, R = 8;
@@ -122,12 +135,7 @@ export function lineChart(values, name, total = values.length) {
   const last = values[n - 1];
   return h("figure", { class: "chart" },
     s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": `${name}: line chart of ${n} values from ${num(values[0])} to ${num(last)}` },
-      s("line", { x1: L, y1: H - B + 0.5, x2: W - R, y2: H - B + 0.5, class: "axis" }),
-      s("line", { x1: L - 0.5, y1: T, x2: L - 0.5, y2: H - B, class: "axis" }),
-      s("text", { x: L - 4, y: T + 8, class: "tick", "text-anchor": "end" }, num(hi)),
-      s("text", { x: L - 4, y: H - B, class: "tick", "text-anchor": "end" }, num(lo)),
-      s("text", { x: L, y: H - 4, class: "tick" }, "0"),
-      s("text", { x: W - R, y: H - 4, class: "tick", "text-anchor": "end" }, String(total - 1)),
+      chartAxes({ W, H, L, B, T, R }, lo, hi, total - 1, 4),
       s("path", { d, class: "line" }),
       n <= 60 ? values.map((v, i) => s("circle", { cx: x(i), cy: y(v), r: 2.2, class: "pt" }, s("title", {}, `${i}: ${num(v)}`))) : null),
     h("figcaption", { class: "muted" }, `${total} values, last ${num(last)}${total > n ? ` (every ${Math.ceil(total / n)}th drawn)` : ""}`));

@@ -2,6 +2,7 @@
 // their change, series overlaid, and per step "same key" / "different key" with a link to why.
 // Everything a person would share is in the URL; the page only reads /api/compare.
 
+import { chartAxes } from "./blocks.js";
 import { api, buildHref, errorBox, h, num, s, short, when } from "./dom.js";
 
 const COLORS = ["#2f6fde", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
@@ -106,12 +107,7 @@ export function overlayChart(title, lines, builds) {
   return h("figure", { class: "chart overlay" },
     h("figcaption", { class: "mono" }, title),
     s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": `${title}: ${Object.keys(lines).length} builds overlaid` },
-      s("line", { x1: L, y1: H - B + 0.5, x2: W - R, y2: H - B + 0.5, class: "axis" }),
-      s("line", { x1: L - 0.5, y1: T, x2: L - 0.5, y2: H - B, class: "axis" }),
-      s("text", { x: L - 4, y: T + 8, class: "tick", "text-anchor": "end" }, num(hi)),
-      s("text", { x: L - 4, y: H - B, class: "tick", "text-anchor": "end" }, num(lo)),
-      s("text", { x: L, y: H - 5, class: "tick" }, "0"),
-      s("text", { x: W - R, y: H - 5, class: "tick", "text-anchor": "end" }, String(n - 1)),
+      chartAxes({ W, H, L, B, T, R }, lo, hi, n - 1, 5),
       paths));
 }
 
