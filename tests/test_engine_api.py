@@ -23,19 +23,7 @@ from mlbuild.engine.run.backends import (
     make_executor,
 )
 
-RULES = '''
-from mlbuild import rule
-
-
-@rule
-def numbers(config: dict) -> list:
-    return list(range(config["n"]))
-
-
-@rule
-def total(xs: list) -> int:
-    return sum(xs)
-'''
+from support.workspace import NUMBERS_RULES
 
 BUILD = '''
 from mlbuild import target
@@ -48,7 +36,7 @@ target(name="total", rule="//pkg/rules.py:total", inputs={"xs": ":numbers"})
 def write_workspace(root: Path, toml: str = "") -> Path:
     (root / "pkg").mkdir(parents=True)
     (root / "mlbuild.toml").write_text(toml)
-    (root / "pkg" / "rules.py").write_text(RULES)
+    (root / "pkg" / "rules.py").write_text(NUMBERS_RULES)
     (root / "pkg" / "BUILD.py").write_text(BUILD)
     return root
 

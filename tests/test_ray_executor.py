@@ -22,26 +22,16 @@ from mlbuild.remote.resources import memory_bytes, ray_options
 from mlbuild.rules.rule import Resources
 
 from support.cli import Run, mlbuild_process
+from support.workspace import NUMBERS_RULES
 from support.workspace import write_workspace as write
 
-RULES = '''
+RULES = NUMBERS_RULES + '''
 import os
 import signal
 import time
 from pathlib import Path
 
-from mlbuild import Resources, rule
-
-
-@rule
-def numbers(config: dict) -> list:
-    return list(range(config["n"]))
-
-
-@rule
-def total(xs: list) -> int:
-    print("adding", len(xs), "numbers")
-    return sum(xs)
+from mlbuild import Resources
 
 
 @rule

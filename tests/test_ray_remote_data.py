@@ -21,25 +21,13 @@ import pytest
 
 from support.cli import Run, mlbuild_process
 from support.ray_nodes import Cluster, check_can_hide, same_namespace, wait
+from support.workspace import NUMBERS_RULES
 from support.workspace import write_workspace as write
 
-RULES = '''
+RULES = NUMBERS_RULES + '''
 import os
 import time
 from pathlib import Path
-
-from mlbuild import rule
-
-
-@rule
-def numbers(config: dict) -> list:
-    return list(range(config["n"]))
-
-
-@rule
-def total(xs: list) -> int:
-    print("adding", len(xs), "numbers")
-    return sum(xs)
 
 
 @rule

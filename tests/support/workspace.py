@@ -8,6 +8,23 @@ from pathlib import Path
 
 WORKSPACE_FILE = "mlbuild.toml"
 
+# The two rules most executor tests build (a list, then its sum); a test's own rules follow them
+# in the same file, with the imports they need.
+NUMBERS_RULES = '''
+from mlbuild import rule
+
+
+@rule
+def numbers(config: dict) -> list:
+    return list(range(config["n"]))
+
+
+@rule
+def total(xs: list) -> int:
+    print("adding", len(xs), "numbers")
+    return sum(xs)
+'''
+
 
 def write_workspace(root: Path, files: Mapping[str, str | None], *, name: str = "test") -> Path:
     """Write ``files`` under ``root`` (see ``write_files``), and a ``mlbuild.toml`` of
