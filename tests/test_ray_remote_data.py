@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,21 +237,32 @@ def test_node_lost_mid_step_is_retried_on_another_node(ws: Path, s3_bucket: Any,
     first = build(ws, s3_bucket, cluster, "//pkg:numbers")
     assert first.returncode == 0, first.stderr
     cluster.add_worker("node_b")
-    proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "//pkg:hold_once", "--executor", "ray",
+    def running_it() -> Any:
+        # The node running it (both nodes have the machine's hostname: look at the processes).
+        (victim,) = [w for w in cluster.workers if any(_holds_step(pid) for pid in same_namespace(w.pid))]
+        return victim
+
+    code, out, err = _build_killing_a_node(ws, s3_bucket, cluster, signals, "//pkg:hold_once", running_it)
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["actions"]["executed"] == 1
+
+
+def _build_killing_a_node(ws: Path, s3_bucket: Any, cluster: Cluster, signals: Path, label: str,
+                          victim: Callable[[], Any]) -> tuple[int, str, str]:
+    """Build ``label`` (``--json``) on ``cluster``; once its step says it started, kill the node
+    ``victim()`` names. The build's exit code, stdout and stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "mlbuild", label, "--executor", "ray",
                              "--ray-address", cluster.address, "--remote-cache", s3_bucket.url("cache"), "--json"],
                             cwd=ws, env={**os.environ, **s3_bucket.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait("the step's first attempt", (signals / "started").exists, 180)
-        # Kill the node running it (both nodes have the machine's hostname: look at the processes).
-        (victim,) = [w for w in cluster.workers if any(_holds_step(pid) for pid in same_namespace(w.pid))]
-        cluster.kill(victim)
+        wait("the step to start", (signals / "started").exists, 180)
+        cluster.kill(victim())
         out, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err.decode()
-    assert json.loads(out.decode().strip().splitlines()[-1])["actions"]["executed"] == 1
+    return proc.returncode, out.decode(), err.decode()
 
 
 def _holds_step(pid: int) -> bool:
@@ -269,19 +280,8 @@ def test_node_lost_without_retries_fails_and_keeps_what_was_built(ws: Path, tmp_
     assert first.returncode == 0, first.stderr
     entries = remote_entries(s3_bucket)
     assert len(entries) == 1
-    proc = subprocess.Popen([sys.executable, "-m", "mlbuild", "//pkg:hold", "--executor", "ray",
-                             "--ray-address", cluster.address, "--remote-cache", s3_bucket.url("cache")],
-                            cwd=ws, env={**os.environ, **s3_bucket.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        wait("the step", (signals / "started").exists, 180)
-        cluster.kill(a)
-        _, err = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    text = err.decode()
-    assert proc.returncode != 0
+    code, _, text = _build_killing_a_node(ws, s3_bucket, cluster, signals, "//pkg:hold", lambda: a)
+    assert code != 0
     assert "//pkg:hold" in text and "Ray worker died" in text, text
     assert remote_entries(s3_bucket) == entries  # nothing half-written: no entry for the lost step
     again = build(ws, s3_bucket, None, "//pkg:numbers")  # locally, from the local cache
